@@ -1,0 +1,47 @@
+//! Passes what `nginx-sys` learned about the target nginx (features, OS, version) to the
+//! compiler as `cfg` values, so the glue can follow struct changes between nginx versions.
+//! `nginx-sys` must be a direct dependency for its `DEP_NGINX_*` values to reach this script.
+
+/// nginx versions whose upstream structures changed in a way the module depends on.
+const VERSION_CHECKS: &[(u64, &str)] = &[
+    // Peers gained `refs`/`zombie` and the shared `config` counter (re-resolvable servers).
+    (1_027_003, "nginx1_27_3"),
+];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+
+    for (var, cfg) in [
+        ("DEP_NGINX_FEATURES_CHECK", "ngx_feature"),
+        ("DEP_NGINX_OS_CHECK", "ngx_os"),
+    ] {
+        println!("cargo::rerun-if-env-changed={var}");
+        let values = std::env::var(var).unwrap_or_else(|_| "any()".to_string());
+        println!("cargo::rustc-check-cfg=cfg({cfg}, values({values}))");
+    }
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES");
+    if let Ok(features) = std::env::var("DEP_NGINX_FEATURES") {
+        for feature in features.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            println!("cargo::rustc-cfg=ngx_feature=\"{feature}\"");
+        }
+    }
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_OS");
+    if let Ok(os) = std::env::var("DEP_NGINX_OS") {
+        println!("cargo::rustc-cfg=ngx_os=\"{os}\"");
+    }
+
+    for (_, cfg) in VERSION_CHECKS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version = std::env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(version) = version {
+        for (min, cfg) in VERSION_CHECKS {
+            if version >= *min {
+                println!("cargo::rustc-cfg={cfg}");
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The balancer, shaped like nginx's `hash` module: round-robin data first in the per-request
+//! peer data (so round robin's `free` and SSL session hooks keep working on it), only `get`
+//! replaced, at most 20 tries before round robin, and down, failed and `max_conns`-full peers
+//! skipped.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+use std::collections::HashMap;
+
+use ngx::ffi::{
+    ngx_cached_time, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_get_round_robin_peer,
+    ngx_http_upstream_init_round_robin, ngx_http_upstream_init_round_robin_peer,
+    ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t,
+    ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_pcalloc,
+    ngx_peer_connection_t, ngx_pnalloc, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_str_t, NGX_BUSY,
+    NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
+};
+
+use crate::conf::{srv_conf, MemberKey, SrvConf};
+use crate::glue::{bytes, guard};
+use crate::logic::extract::KeyBuf;
+use crate::logic::hash::{key_hash, log_tag};
+use crate::logic::ring::{Member, Ring};
+use crate::request::{find_key, Found};
+
+/// nginx's `hash` module gives up on the ring after this many tries and uses round robin.
+const MAX_TRIES: u32 = 20;
+/// A bound on the table slots one walk looks at (reached only with a single member).
+const MAX_WALK_SLOTS: usize = 1024;
+
+/// How the peer of a request was chosen (`$socketio_sticky_status`).
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not decided yet (zeroed memory).
+    None = 0,
+    DeviceId,
+    Fallback,
+    Rebound,
+}
+
+impl Status {
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Status::None => b"",
+            Status::DeviceId => b"device_id",
+            Status::Fallback => b"fallback",
+            Status::Rebound => b"rebound",
+        }
+    }
+}
+
+/// Per-request data; also the module's request context (for the variables).
+#[repr(C)]
+pub struct PeerData {
+    /// Round robin's data, first: `peer.data` points here and round robin uses it as its own.
+    pub rrp: ngx_http_upstream_rr_peer_data_t,
+    conf: *const SrvConf,
+    hash: u64,
+    /// The key used, copied into the request pool.
+    pub key: ngx_str_t,
+    pub status: Status,
+    has_key: bool,
+    tries: u32,
+}
+
+/// Worker-local mapping from ring members to the peers of the (possibly shared) peer list.
+pub struct PeerCache {
+    peers: *const ngx_http_upstream_rr_peers_t,
+    number: usize,
+    #[cfg(nginx1_27_3)]
+    config: usize,
+    /// Per member: its peer (null when the member has none now) and the peer's list index.
+    slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)>,
+}
+
+impl Default for PeerCache {
+    fn default() -> Self {
+        PeerCache {
+            peers: ptr::null(),
+            number: 0,
+            #[cfg(nginx1_27_3)]
+            config: 0,
+            slots: Vec::new(),
+        }
+    }
+}
+
+/// `init_upstream`: round robin's own initialisation, then the ring over the primary servers.
+pub unsafe extern "C" fn init_upstream(
+    cf: *mut ngx_conf_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid configuration.
+    let log = unsafe { (*cf).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `us` is the upstream being initialised, with its servers parsed.
+        unsafe { init_upstream_inner(cf, us) }
+    })
+}
+
+unsafe fn init_upstream_inner(
+    cf: *mut ngx_conf_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: see the caller; round robin initialisation is nginx's own.
+    unsafe {
+        if ngx_http_upstream_init_round_robin(cf, us) != NGX_OK as ngx_int_t {
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*us).peer.init = Some(init_peer);
+    }
+
+    // SAFETY: our slot of `srv_conf` holds the `SrvConf` created for this upstream.
+    let conf = unsafe {
+        match (*(*us).srv_conf.add(crate::ctx_index()))
+            .cast::<SrvConf>()
+            .as_mut()
+        {
+            Some(c) => c,
+            None => return NGX_ERROR as ngx_int_t,
+        }
+    };
+
+    // SAFETY: `servers` is an array of `ngx_http_upstream_server_t` for an upstream block.
+    let servers: &[ngx_http_upstream_server_t] = unsafe {
+        match (*us).servers.as_ref() {
+            Some(a) => a.as_slice(),
+            None => &[],
+        }
+    };
+
+    let mut keys: Vec<MemberKey> = Vec::new();
+    let mut ring_members: Vec<Member> = Vec::new();
+    for s in servers.iter().filter(|s| s.backup() == 0) {
+        // SAFETY: names live in the configuration pool.
+        let server = unsafe { bytes(&s.name) }.to_vec();
+        let weight = u32::try_from(s.weight).unwrap_or(u32::MAX).max(1);
+        let addrs: &[ngx::ffi::ngx_addr_t] = if s.naddrs > 1 && !s.addrs.is_null() {
+            // SAFETY: `addrs` holds `naddrs` resolved addresses.
+            unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) }
+        } else {
+            &[]
+        };
+        if addrs.is_empty() {
+            ring_members.push(Member {
+                identity: server.clone(),
+                weight,
+            });
+            keys.push(MemberKey { server, addr: None });
+        } else {
+            for a in addrs {
+                // SAFETY: address names live in the configuration pool.
+                let addr = unsafe { bytes(&a.name) }.to_vec();
+                let mut identity = server.clone();
+                identity.push(b'/');
+                identity.extend_from_slice(&addr);
+                ring_members.push(Member { identity, weight });
+                keys.push(MemberKey {
+                    server: server.clone(),
+                    addr: Some(addr),
+                });
+            }
+        }
+    }
+
+    let ring = match Ring::build(&ring_members) {
+        Ok(r) => r,
+        Err(e) => {
+            ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "socketio_sticky: {}", e);
+            return NGX_ERROR as ngx_int_t;
+        }
+    };
+
+    let mut members: HashMap<MemberKey, Vec<usize>> = HashMap::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        members.entry(k).or_default().push(i);
+    }
+    conf.members = members;
+    conf.ring = Some(ring);
+    NGX_OK as ngx_int_t
+}
+
+/// `init_peer`: round robin's per-request data inside ours, then the request's key.
+pub unsafe extern "C" fn init_peer(
+    r: *mut ngx_http_request_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request with a connection.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `r` is a request with an upstream; `us` the upstream it uses.
+        unsafe { init_peer_inner(r, us) }
+    })
+}
+
+unsafe fn init_peer_inner(
+    r: *mut ngx_http_request_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+) -> ngx_int_t {
+    // SAFETY: see the caller. `PeerData` is valid when zeroed (null pointers, `Status::None`,
+    // false, 0), so `ngx_pcalloc` memory is a valid value.
+    unsafe {
+        let conf = match srv_conf(us) {
+            Some(c) => c,
+            None => return NGX_ERROR as ngx_int_t,
+        };
+        let pd = ngx_pcalloc((*r).pool, size_of::<PeerData>()).cast::<PeerData>();
+        if pd.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        let u = (*r).upstream;
+        (*u).peer.data = pd.cast::<c_void>();
+        if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {
+            return NGX_ERROR as ngx_int_t;
+        }
+        (*u).peer.get = Some(get_peer);
+        (*pd).conf = conf;
+
+        let mut key = KeyBuf::default();
+        if let Found::Key = find_key(r, &conf.device_id, &mut key) {
+            let k = key.as_bytes();
+            (*pd).hash = key_hash(k);
+            (*pd).has_key = true;
+            let copy = ngx_pnalloc((*r).pool, k.len()).cast::<u8>();
+            if !copy.is_null() {
+                ptr::copy_nonoverlapping(k.as_ptr(), copy, k.len());
+                (*pd).key = ngx_str_t {
+                    len: k.len(),
+                    data: copy,
+                };
+            }
+            ngx::ngx_log_debug!(
+                (*(*r).connection).log,
+                "socketio_sticky: device_id key tag:{:08x}",
+                log_tag(k)
+            );
+        }
+
+        *(*r).ctx.add(crate::ctx_index()) = pd.cast::<c_void>();
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// The request context (the peer data), if this request went through the balancer.
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn request_data<'a>(r: *mut ngx_http_request_t) -> Option<&'a PeerData> {
+    // SAFETY: the module's ctx slot is null or points to the `PeerData` set by `init_peer`.
+    unsafe {
+        (*(*r).ctx.add(crate::ctx_index()))
+            .cast::<PeerData>()
+            .as_ref()
+    }
+}
+
+/// `get`: the key's peer on the ring, the next usable one when it is out, else round robin.
+unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx passes the peer connection and our peer data.
+    let log = unsafe { (*pc).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `data` is the `PeerData` set by `init_peer` (its first field is `rrp`).
+        unsafe { get_peer_inner(pc, &mut *data.cast::<PeerData>()) }
+    })
+}
+
+unsafe fn round_robin(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
+    if pd.status == Status::None || pd.status == Status::DeviceId {
+        pd.status = Status::Fallback;
+    }
+    // SAFETY: `rrp` is round robin's own data for this request.
+    unsafe { ngx_http_upstream_get_round_robin_peer(pc, ptr::addr_of_mut!(pd.rrp).cast()) }
+}
+
+unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
+    // SAFETY: `conf` was set by `init_peer` and lives as long as the configuration.
+    let conf = unsafe { &*pd.conf };
+    let ring = match (&conf.ring, pd.has_key) {
+        (Some(ring), true) if pd.tries <= MAX_TRIES => ring,
+        // SAFETY: round robin on its own data.
+        _ => return unsafe { round_robin(pc, pd) },
+    };
+
+    let peers = pd.rrp.peers;
+    // SAFETY: `peers` is the upstream's live peer list; it is locked as nginx's own balancers
+    // lock it while peers are read and their counters updated.
+    unsafe {
+        let _lock = PeersLock::write(peers);
+
+        (*pc).set_cached(0);
+        (*pc).connection = ptr::null_mut();
+
+        if (*peers).number == 0 {
+            (*pc).name = (*peers).name;
+            return NGX_BUSY as ngx_int_t;
+        }
+        #[cfg(nginx1_27_3)]
+        if !(*peers).config.is_null() && pd.rrp.config != *(*peers).config {
+            (*pc).name = (*peers).name;
+            return NGX_BUSY as ngx_int_t;
+        }
+
+        let cache = peer_cache(conf, peers);
+        let now = (*ngx_cached_time).sec;
+        let mut walked = false;
+        let mut chosen = None;
+        for member in ring.walk(pd.hash, MAX_WALK_SLOTS) {
+            if let Some(&(peer, index)) = cache.slots.get(member) {
+                if !peer.is_null() && usable(&*peer, index, pd.rrp.tried, now) {
+                    chosen = Some((peer, index));
+                    break;
+                }
+            }
+            walked = true;
+            pd.tries += 1;
+            if pd.tries > MAX_TRIES {
+                break;
+            }
+        }
+
+        let Some((peer, index)) = chosen else {
+            drop(_lock);
+            return round_robin(pc, pd);
+        };
+
+        pd.rrp.current = peer;
+        #[cfg(nginx1_27_3)]
+        {
+            (*peer).refs += 1;
+        }
+        (*pc).sockaddr = (*peer).sockaddr;
+        (*pc).socklen = (*peer).socklen;
+        (*pc).name = ptr::addr_of_mut!((*peer).name);
+        (*peer).conns += 1;
+        if now - (*peer).checked > (*peer).fail_timeout {
+            (*peer).checked = now;
+        }
+        set_tried(pd.rrp.tried, index);
+        pd.status = if walked || pd.status == Status::Rebound {
+            Status::Rebound
+        } else {
+            Status::DeviceId
+        };
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// Whether a peer may take this request: not tried by it yet, not down, not failed within
+/// `fail_timeout`, not at `max_conns`.
+///
+/// # Safety
+/// `tried` must be round robin's bitmap for the request's peer list.
+#[inline]
+unsafe fn usable(
+    peer: &ngx_http_upstream_rr_peer_t,
+    index: usize,
+    tried: *mut usize,
+    now: i64,
+) -> bool {
+    let bits = usize::BITS as usize;
+    // SAFETY: the bitmap covers every index of the peer list.
+    let was_tried = unsafe { *tried.add(index / bits) & (1usize << (index % bits)) != 0 };
+    !was_tried
+        && peer.down == 0
+        && !(peer.max_fails != 0
+            && peer.fails >= peer.max_fails
+            && now - peer.checked <= peer.fail_timeout)
+        && !(peer.max_conns != 0 && peer.conns >= peer.max_conns)
+}
+
+/// # Safety
+/// As for [`usable`].
+#[inline]
+unsafe fn set_tried(tried: *mut usize, index: usize) {
+    let bits = usize::BITS as usize;
+    // SAFETY: the bitmap covers every index of the peer list.
+    unsafe { *tried.add(index / bits) |= 1usize << (index % bits) };
+}
+
+/// The worker's member-to-peer map for `peers`, rebuilt when the list is another one or has
+/// changed (re-resolved servers).
+///
+/// # Safety
+/// `peers` must be locked and valid.
+unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -> &PeerCache {
+    // SAFETY: workers are single-threaded and the balancer is not re-entered, so nothing else
+    // holds a reference into the cache while it is checked or rebuilt.
+    let cache = unsafe { &mut *conf.cache.get() };
+    // SAFETY: `peers` is valid and locked.
+    let (number, _config) = unsafe { ((*peers).number, peers_config(peers)) };
+    let stale = cache.peers != peers.cast_const() || cache.number != number;
+    #[cfg(nginx1_27_3)]
+    let stale = stale || cache.config != _config;
+    if stale {
+        let members = conf.ring.as_ref().map_or(0, Ring::members);
+        let mut slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)> =
+            vec![(ptr::null_mut(), 0usize); members];
+        // SAFETY: the list is valid and locked while it is walked.
+        let mut peer = unsafe { (*peers).peer };
+        let mut index = 0usize;
+        while !peer.is_null() {
+            // SAFETY: `peer` is an element of the locked list.
+            let (server, name, next) =
+                unsafe { (bytes(&(*peer).server), bytes(&(*peer).name), (*peer).next) };
+            let key = MemberKey {
+                server: server.to_vec(),
+                addr: Some(name.to_vec()),
+            };
+            let candidates = conf.members.get(&key).or_else(|| {
+                conf.members.get(&MemberKey {
+                    server: server.to_vec(),
+                    addr: None,
+                })
+            });
+            if let Some(free) = candidates
+                .into_iter()
+                .flatten()
+                .find(|&&m| slots.get(m).is_some_and(|s| s.0.is_null()))
+            {
+                if let Some(slot) = slots.get_mut(*free) {
+                    *slot = (peer, index);
+                }
+            }
+            peer = next;
+            index += 1;
+        }
+        *cache = PeerCache {
+            peers,
+            number,
+            #[cfg(nginx1_27_3)]
+            config: _config,
+            slots,
+        };
+    }
+    cache
+}
+
+/// The shared list's change counter (re-resolvable servers), 0 where there is none.
+#[inline]
+unsafe fn peers_config(_peers: *mut ngx_http_upstream_rr_peers_t) -> usize {
+    #[cfg(nginx1_27_3)]
+    // SAFETY: `config` is null or points into the upstream zone.
+    unsafe {
+        if !(*_peers).config.is_null() {
+            return *(*_peers).config;
+        }
+    }
+    0
+}
+
+/// The peers write lock of a shared (`zone`) upstream, released on drop; a no-op otherwise.
+struct PeersLock(*mut ngx_http_upstream_rr_peers_t);
+
+impl PeersLock {
+    /// # Safety
+    /// `peers` must be valid for the lifetime of the guard.
+    unsafe fn write(peers: *mut ngx_http_upstream_rr_peers_t) -> PeersLock {
+        // SAFETY: a shared list has a valid rwlock (nginx's `ngx_http_upstream_rr_peers_wlock`).
+        unsafe {
+            if !(*peers).shpool.is_null() {
+                ngx_rwlock_wlock(ptr::addr_of_mut!((*peers).rwlock));
+            }
+        }
+        PeersLock(peers)
+    }
+}
+
+impl Drop for PeersLock {
+    fn drop(&mut self) {
+        // SAFETY: the lock was taken in `write` on the same list, which is still valid.
+        unsafe {
+            if !(*self.0).shpool.is_null() {
+                ngx_rwlock_unlock(ptr::addr_of_mut!((*self.0).rwlock));
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The `socketio_sticky` directive: parsing (via `logic::params`) and the per-upstream
+//! configuration that the balancer reads at run time.
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::collections::HashMap;
+
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_get_variable_index,
+    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_pnalloc, ngx_str_t, ngx_uint_t,
+    NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
+    NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
+    NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_WARN,
+};
+use regex::bytes::Regex;
+
+use crate::balancer::PeerCache;
+use crate::glue::{bytes, guard};
+use crate::logic::params::{self, Source};
+use crate::logic::ring::Ring;
+
+/// A key source ready for run time (variables resolved to their index).
+pub enum KeySource {
+    Arg(Vec<u8>),
+    Cookie(Vec<u8>),
+    Header(Vec<u8>),
+    Path,
+    Uri(Regex),
+    Variable(ngx_uint_t),
+}
+
+/// Identity of a ring member: the `server` string as written and, when that server resolved
+/// to several addresses, the address (each address is then its own member).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberKey {
+    pub server: Vec<u8>,
+    pub addr: Option<Vec<u8>>,
+}
+
+/// Per-`upstream{}` configuration (nginx creates one for every server and upstream block).
+#[derive(Default)]
+pub struct SrvConf {
+    /// The directive was given in this upstream.
+    pub enabled: bool,
+    pub sid: Vec<KeySource>,
+    pub device_id: Vec<KeySource>,
+    /// Built by `init_upstream`; `members` maps identities to ring member indices (several
+    /// for repeated `server` lines).
+    pub ring: Option<Ring>,
+    pub members: HashMap<MemberKey, Vec<usize>>,
+    /// Worker-local map from ring members to peers, rebuilt when the peer list changes.
+    pub cache: UnsafeCell<PeerCache>,
+}
+
+/// `create_srv_conf`: an empty configuration, dropped with the configuration pool.
+pub unsafe extern "C" fn create_srv_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    // SAFETY: nginx passes a valid configuration with a live pool.
+    let log = unsafe { (*cf).log };
+    guard(log, ptr::null_mut(), || {
+        // SAFETY: the pool outlives the configuration; `allocate` registers the drop.
+        let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+        pool.allocate(SrvConf::default()) as *mut c_void
+    })
+}
+
+/// The module's configuration of an upstream, if it has one.
+///
+/// # Safety
+/// `us` must be a valid upstream configuration whose `srv_conf` array was built by nginx.
+pub unsafe fn srv_conf<'a>(us: *const ngx_http_upstream_srv_conf_t) -> Option<&'a SrvConf> {
+    // SAFETY: `srv_conf` has one slot per HTTP module; ours holds a `SrvConf` or is null.
+    unsafe {
+        let confs = (*us).srv_conf;
+        if confs.is_null() {
+            return None;
+        }
+        (*confs.add(crate::ctx_index())).cast::<SrvConf>().as_ref()
+    }
+}
+
+/// The `socketio_sticky` directive handler.
+pub unsafe extern "C" fn set_socketio_sticky(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the configuration being parsed.
+    let log = unsafe { (*cf).log };
+    guard(log, ngx::core::NGX_CONF_ERROR, || {
+        // SAFETY: `conf` is this module's srv conf for the current upstream block, created by
+        // `create_srv_conf`; `cf` is valid during the call.
+        unsafe { set_socketio_sticky_inner(cf, &mut *conf.cast::<SrvConf>()) }
+    })
+}
+
+unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_char {
+    if conf.enabled {
+        return crate::cstr(c"is duplicate");
+    }
+
+    // SAFETY: `cf->args` holds the directive's words as `ngx_str_t`, the name first.
+    let words: &[ngx_str_t] = unsafe { (*(*cf).args).as_slice() };
+    // SAFETY: the words live in the configuration pool for the whole parse.
+    let args: Vec<&[u8]> = words.iter().skip(1).map(|w| unsafe { bytes(w) }).collect();
+
+    let parsed = match params::parse(&args) {
+        Ok(p) => p,
+        Err(e) => return conf_error(cf, &e.to_string()),
+    };
+    conf.sid = match resolve_sources(cf, parsed.sid) {
+        Some(v) => v,
+        None => return ngx::core::NGX_CONF_ERROR,
+    };
+    conf.device_id = match resolve_sources(cf, parsed.device_id) {
+        Some(v) => v,
+        None => return ngx::core::NGX_CONF_ERROR,
+    };
+    conf.enabled = true;
+
+    // SAFETY: inside `upstream {}` the context is an HTTP conf context whose srv_conf slot of
+    // the upstream module holds the upstream being configured.
+    let uscf = unsafe {
+        let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+        &mut *(*(*ctx)
+            .srv_conf
+            .add((*ptr::addr_of!(ngx_http_upstream_module)).ctx_index))
+        .cast::<ngx_http_upstream_srv_conf_t>()
+    };
+    if uscf.peer.init_upstream.is_some() {
+        ngx::ngx_conf_log_error!(NGX_LOG_WARN, cf, "load balancing method redefined");
+    }
+    uscf.peer.init_upstream = Some(crate::balancer::init_upstream);
+    uscf.flags = (NGX_HTTP_UPSTREAM_CREATE
+        | NGX_HTTP_UPSTREAM_WEIGHT
+        | NGX_HTTP_UPSTREAM_MAX_CONNS
+        | NGX_HTTP_UPSTREAM_MAX_FAILS
+        | NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+        | NGX_HTTP_UPSTREAM_DOWN
+        | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
+
+    ngx::core::NGX_CONF_OK
+}
+
+/// Turns parsed sources into run-time sources; variables get their index now, and nginx
+/// reports unknown variables itself ("unknown "x" variable") when it checks them.
+fn resolve_sources(cf: *mut ngx_conf_t, sources: Vec<Source>) -> Option<Vec<KeySource>> {
+    sources
+        .into_iter()
+        .map(|s| {
+            Some(match s {
+                Source::Arg(n) => KeySource::Arg(n),
+                Source::Cookie(n) => KeySource::Cookie(n),
+                Source::Header(n) => KeySource::Header(n),
+                Source::Path => KeySource::Path,
+                Source::Uri(re) => KeySource::Uri(re),
+                Source::Variable(mut name) => {
+                    let mut s = ngx_str_t {
+                        len: name.len(),
+                        data: name.as_mut_ptr(),
+                    };
+                    // SAFETY: nginx copies the name into its own variables table.
+                    let index = unsafe { ngx_http_get_variable_index(cf, &mut s) };
+                    if index == NGX_ERROR as isize {
+                        return None;
+                    }
+                    KeySource::Variable(index as ngx_uint_t)
+                }
+            })
+        })
+        .collect()
+}
+
+/// Returns a pool-allocated, NUL-terminated message; nginx prints it after
+/// `"socketio_sticky" directive ` and adds ` in FILE:LINE`.
+fn conf_error(cf: *mut ngx_conf_t, msg: &str) -> *mut c_char {
+    let len = msg.len() + 1;
+    // SAFETY: the configuration pool is valid during parsing; the copy stays in bounds.
+    unsafe {
+        let p = ngx_pnalloc((*cf).pool, len).cast::<u8>();
+        if p.is_null() {
+            return ngx::core::NGX_CONF_ERROR;
+        }
+        ptr::copy_nonoverlapping(msg.as_ptr(), p, msg.len());
+        *p.add(msg.len()) = 0;
+        p.cast::<c_char>()
+    }
+}

@@ -1,0 +1,6 @@
+//! Pure logic of the module: no nginx types, no FFI. Everything here is tested by `cargo test`.
+
+pub mod extract;
+pub mod hash;
+pub mod params;
+pub mod ring;

@@ -1,0 +1,88 @@
+//! `$socketio_sticky_key` and `$socketio_sticky_status`.
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_pt, ngx_http_request_t,
+    ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+};
+
+use crate::balancer::request_data;
+use crate::glue::guard;
+
+/// `preconfiguration`: registers the variables.
+pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid configuration.
+    let log = unsafe { (*cf).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        let vars: [(&'static [u8], ngx_http_get_variable_pt); 2] = [
+            (b"socketio_sticky_key", Some(key_variable)),
+            (b"socketio_sticky_status", Some(status_variable)),
+        ];
+        for (name, handler) in vars {
+            let mut name = ngx_str_t {
+                len: name.len(),
+                data: name.as_ptr().cast_mut(),
+            };
+            // SAFETY: nginx copies the name; the configuration is valid.
+            let v = unsafe {
+                ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t)
+            };
+            // SAFETY: a non-null result is nginx's variable entry for this name.
+            match unsafe { v.as_mut() } {
+                Some(v) => {
+                    v.get_handler = handler;
+                    v.data = 0;
+                }
+                None => return NGX_ERROR as ngx_int_t,
+            }
+        }
+        NGX_OK as ngx_int_t
+    })
+}
+
+unsafe fn set_value(v: *mut ngx_http_variable_value_t, value: Option<&[u8]>) -> ngx_int_t {
+    // SAFETY: nginx passes the value slot to fill; `value` lives in the request pool or is
+    // static.
+    unsafe {
+        match value {
+            Some(b) if !b.is_empty() => {
+                (*v).set_len(b.len() as u32);
+                (*v).set_valid(1);
+                (*v).set_no_cacheable(0);
+                (*v).set_not_found(0);
+                (*v).data = b.as_ptr().cast_mut();
+            }
+            _ => (*v).set_not_found(1),
+        }
+    }
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn key_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request with a connection.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `r` is valid; the key was copied into its pool.
+        unsafe {
+            let key = request_data(r).map(|pd| crate::glue::bytes(&pd.key));
+            set_value(v, key)
+        }
+    })
+}
+
+unsafe extern "C" fn status_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request with a connection.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `r` is valid.
+        unsafe { set_value(v, request_data(r).map(|pd| pd.status.as_bytes())) }
+    })
+}
