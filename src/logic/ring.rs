@@ -320,6 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn adding_a_third_server_to_two_moves_about_a_third() {
+        let two = Ring::build(&members(&["127.0.0.1:8001", "127.0.0.1:8002"])).unwrap();
+        let three = Ring::build(&members(&[
+            "127.0.0.1:8001",
+            "127.0.0.1:8002",
+            "127.0.0.1:8003",
+        ]))
+        .unwrap();
+        let keys = ids(100_000, 23);
+        let moved = keys
+            .iter()
+            .filter(|k| two.lookup(key_hash(k)) != three.lookup(key_hash(k)))
+            .count();
+        let frac = moved as f64 / keys.len() as f64;
+        eprintln!(
+            "ring: 2 -> 3 servers moved {:.2}% of 100000 ids",
+            frac * 100.0
+        );
+        assert!((0.30..0.36).contains(&frac), "moved {frac}");
+    }
+
+    #[test]
     fn removing_a_server_moves_only_its_keys() {
         let four = Ring::build(&members(&FOUR)).unwrap();
         let three = Ring::build(&members(&FOUR[..3])).unwrap();

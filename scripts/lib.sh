@@ -1,0 +1,46 @@
+# Shared helpers for the project's scripts (sourced, not run).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODULE_SO_NAME=ngx_http_upstream_socketio_sticky_module.so
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# need_debs PKG...: installs the Debian packages that are missing (as root), or says which.
+need_debs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing ${missing[*]}"
+        if [ -z "${APT_UPDATED:-}" ]; then
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+            export APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >&2
+    else
+        die "missing Debian packages: ${missing[*]} (apt-get install them, or run as root)"
+    fi
+}
+
+BUILD_DEBS=(libclang-dev libpcre2-dev libssl-dev zlib1g-dev pkg-config make gcc)
+
+# The nginx binary built by the vendored build (nginx 1.28 from the nginx-src crate).
+vendored_nginx() {
+    local n
+    n=$(ls -t "$ROOT"/target/release/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -n 1)
+    [ -n "$n" ] || die "no vendored nginx binary; run: cargo build --release --features vendored"
+    printf '%s\n' "$n"
+}
+
+vendored_module() {
+    printf '%s\n' "$ROOT/target/release/lib${MODULE_SO_NAME}"
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the pure-logic unit tests, the Test::Nginx suite with
+# nginx 1.28 (vendored), and the build for the system's own nginx (Debian 1.22) with the same
+# suite and a smoke test against it. Installs missing Debian packages when run as root.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+passed=0
+failed=0
+failed_names=()
+stage() {
+    local name=$1; shift
+    say "$name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failed_names+=("$name")
+        printf 'FAILED: %s\n' "$name" >&2
+    fi
+}
+
+need_debs "${BUILD_DEBS[@]}" curl python3 \
+    libtest-base-perl libipc-run-perl libtext-diff-perl libtest-longstring-perl \
+    liblist-moreutils-perl libwww-perl
+
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy -D warnings" \
+    cargo clippy --release --features vendored --all-targets -- -D warnings
+stage "cargo build (nginx 1.28, vendored)" cargo build --release --features vendored
+stage "cargo test (pure logic)" cargo test --release --features vendored
+
+NGINX_128=$(vendored_nginx)
+MODULE_128=$(vendored_module)
+
+run_suite() { # run_suite NGINX MODULE
+    TEST_NGINX_BINARY=$1 TEST_NGINX_LOAD_MODULES=$2 t/prove -r t
+}
+
+if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+    stage "Test::Nginx compatible runner self-test" t/compat/selftest/run "$NGINX_128"
+fi
+stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGINX_128" "$MODULE_128"
+
+# The system's nginx (Debian/Ubuntu package `nginx`), built with `nginx-dev`'s source tree.
+if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
+    need_debs nginx nginx-dev
+    stage "build for the system nginx" scripts/build-for-system-nginx.sh
+    SYS_DIR=$(scripts/build-for-system-nginx.sh --print-out-dir)
+    SYS_MODULE="$SYS_DIR/$MODULE_SO_NAME"
+    stage "smoke test in the system nginx" scripts/smoke-system-nginx.sh "$SYS_MODULE"
+    stage "t/ suite, system nginx $(/usr/sbin/nginx -v 2>&1 | sed 's|.*/||')" \
+        run_suite /usr/sbin/nginx "$SYS_MODULE"
+fi
+
+if [ "$failed" -gt 0 ]; then
+    printf 'failed stages: %s\n' "${failed_names[*]}" >&2
+fi
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
