@@ -47,10 +47,10 @@ stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGIN
 if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
     need_debs nginx nginx-dev
     stage "build for the system nginx" scripts/build-for-system-nginx.sh
-    SYS_DIR=$(scripts/build-for-system-nginx.sh --print-out-dir)
-    SYS_MODULE="$SYS_DIR/$MODULE_SO_NAME"
-    stage "smoke test in the system nginx" scripts/smoke-system-nginx.sh "$SYS_MODULE"
-    stage "t/ suite, system nginx $(/usr/sbin/nginx -v 2>&1 | sed 's|.*/||')" \
+    SYS_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*/||')
+    SYS_MODULE="$ROOT/target/nginx-$SYS_VERSION/$MODULE_SO_NAME"
+    stage "smoke test in the system nginx" scripts/smoke-system-nginx.sh --module "$SYS_MODULE"
+    stage "t/ suite, system nginx $SYS_VERSION" \
         run_suite /usr/sbin/nginx "$SYS_MODULE"
 fi
 

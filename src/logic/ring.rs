@@ -376,6 +376,7 @@ mod tests {
         let ring = Ring::build(&m).unwrap();
         let l = loads(&ring, &ids(100_000, 13));
         let ratio = l[1] as f64 / l[0] as f64;
+        eprintln!("ring: weight 3 vs 1 over 100000 ids: {ratio:.3}x");
         assert!((2.85..3.15).contains(&ratio), "ratio {ratio}");
     }
 
