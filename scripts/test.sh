@@ -39,7 +39,7 @@ run_suite() { # run_suite NGINX MODULE
 }
 
 if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
-    stage "Test::Nginx compatible runner self-test" t/compat/selftest/run "$NGINX_128"
+    stage "Test::Nginx compatible runner self-test" env TEST_NGINX_BINARY="$NGINX_128" t/compat/selftest/run
 fi
 stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGINX_128" "$MODULE_128"
 

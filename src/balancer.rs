@@ -267,9 +267,7 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
 }
 
 unsafe fn round_robin(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
-    if pd.status == Status::None || pd.status == Status::DeviceId {
-        pd.status = Status::Fallback;
-    }
+    pd.status = Status::Fallback;
     // SAFETY: `rrp` is round robin's own data for this request.
     unsafe { ngx_http_upstream_get_round_robin_peer(pc, ptr::addr_of_mut!(pd.rrp).cast()) }
 }

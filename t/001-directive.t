@@ -1,0 +1,452 @@
+# The socketio_sticky directive: accepted forms, where it may appear, how it combines with
+# other upstream directives, and the configuration errors it reports.
+
+use Test::Nginx::Socket 'no_plan';
+
+repeat_each(1);
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: bare directive, default sources (device_id from arg:device_id)
+--- http_config
+    upstream backend {
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+        add_header X-Sticky-Key $socketio_sticky_key always;
+    }
+--- request
+GET /t?device_id=dev-1
+--- response_body
+b1
+--- response_headers
+X-Sticky-Status: device_id
+X-Sticky-Key: dev-1
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 2: every parameter and every source kind at once, every server parameter
+(the device may live on the down server; then it is rebound to b1)
+--- http_config
+    upstream backend {
+        socketio_sticky "sid=arg:sid,cookie:io,path,header:X-Sid,$http_x_sid,uri:^/sid/([^/]+)"
+                        "device_id=header:X-Device,cookie:dev,$http_x_id,arg:d,path,uri:^/u/(\d+)$";
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1 weight=2 max_fails=3 fail_timeout=5s max_conns=100;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_2 down;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_3 backup;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+        add_header X-Sticky-Key $socketio_sticky_key always;
+    }
+--- request
+GET /t?d=from-arg
+--- response_body
+b1
+--- response_headers_like
+X-Sticky-Status: (?:device_id|rebound)
+X-Sticky-Key: from-arg
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 3: directive after the server lines
+(the device may live on the down server; then it is rebound to b1)
+--- http_config
+    upstream backend {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1 weight=5;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_2 down;
+        socketio_sticky device_id=arg:id;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+        add_header X-Sticky-Key $socketio_sticky_key always;
+    }
+--- request
+GET /t?id=42
+--- response_body
+b1
+--- response_headers_like
+X-Sticky-Status: (?:device_id|rebound)
+X-Sticky-Key: 42
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 4: with zone and keepalive (keepalive after the directive: no warning)
+--- http_config
+    upstream backend {
+        zone backend_zone 64k;
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        keepalive 4;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request
+GET /t?device_id=z
+--- response_body
+b1
+--- response_headers
+X-Sticky-Status: device_id
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 5: another balancer first: "load balancing method redefined", socketio_sticky wins
+--- http_config
+    upstream backend {
+        least_conn;
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request
+GET /t?device_id=w
+--- response_body
+b1
+--- response_headers
+X-Sticky-Status: device_id
+--- suppress_stderr
+--- error_log eval
+qr/\[warn\] .*load balancing method redefined in \S*nginx\.conf:\d+/
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6: keepalive before the directive is a redefinition too (warned)
+--- http_config
+    upstream backend {
+        keepalive 4;
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request
+GET /t?device_id=w
+--- response_body
+b1
+--- response_headers
+X-Sticky-Status: device_id
+--- suppress_stderr
+--- error_log eval
+qr/\[warn\] .*load balancing method redefined in \S*nginx\.conf:\d+/
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 7: unknown parameter
+--- http_config
+    upstream backend {
+        socketio_sticky foo=1;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has unknown parameter "foo=1" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 8: a known parameter name without a value is unknown
+--- http_config
+    upstream backend {
+        socketio_sticky sid;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has unknown parameter "sid" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 9: invalid source
+--- http_config
+    upstream backend {
+        socketio_sticky sid=bogus;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid source "bogus" in "sid=bogus", expected arg:NAME, cookie:NAME, header:NAME, path, uri:REGEX or \$variable in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 10: invalid source later in a device_id list
+--- http_config
+    upstream backend {
+        socketio_sticky device_id=arg:a,cookie:;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid source "cookie:" in "device_id=arg:a,cookie:", expected .* in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 11: invalid variable name as a source
+--- http_config
+    upstream backend {
+        socketio_sticky device_id=$a-b;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid source "\$a-b" in "device_id=\$a-b", expected .* in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 12: invalid regex
+--- http_config
+    upstream backend {
+        socketio_sticky device_id=uri:(;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid regex in "device_id=uri:\(": .+ in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 13: regex without a capture group
+--- http_config
+    upstream backend {
+        socketio_sticky "device_id=uri:^/x$";
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has a regex without a capture group in "device_id=uri:\^\/x\$" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 14: empty source list
+--- http_config
+    upstream backend {
+        socketio_sticky sid=;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has no sources in "sid=" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 15: the same parameter twice
+--- http_config
+    upstream backend {
+        socketio_sticky device_id=arg:a device_id=arg:b;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has parameter "device_id" twice in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 16: the directive twice in one upstream
+--- http_config
+    upstream backend {
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        socketio_sticky device_id=arg:d;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive is duplicate in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 17: not allowed at http level
+--- http_config
+    socketio_sticky;
+    upstream backend {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive is not allowed here in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 18: not allowed in a location
+--- config
+    location /t {
+        socketio_sticky;
+        return 200 "x\n";
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive is not allowed here in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 19: unknown variable as a source
+--- http_config
+    upstream backend {
+        socketio_sticky device_id=$no_such_variable_here;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*unknown "no_such_variable_here" variable/
+
+
+
+=== TEST 20: commas inside a uri: regex do not split the list
+--- http_config
+    upstream backend {
+        socketio_sticky "device_id=uri:^/r/(\w{2,4})/,arg:d";
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /r/ {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+        add_header X-Sticky-Key $socketio_sticky_key always;
+    }
+--- pipelined_requests eval
+["GET /r/abcd/x?d=fromarg", "GET /r/abcdefgh/x?d=fromarg"]
+--- response_headers eval
+["X-Sticky-Status: device_id\nX-Sticky-Key: abcd",
+ "X-Sticky-Status: device_id\nX-Sticky-Key: fromarg"]
+--- response_body eval
+["b1\n", "b1\n"]
+--- no_error_log
+[error]
+[alert]
+[crit]
