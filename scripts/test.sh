@@ -38,6 +38,21 @@ run_suite() { # run_suite NGINX MODULE
     TEST_NGINX_BINARY=$1 TEST_NGINX_LOAD_MODULES=$2 t/prove -r t
 }
 
+check_examples() { # every nginx-conf/*.conf passes `nginx -t` with the module
+    local f d rc=0
+    for f in nginx-conf/*.conf; do
+        d=$(mktemp -d)
+        mkdir -p "$d/logs"
+        sed -e "s|load_module modules/$MODULE_SO_NAME|load_module $MODULE_128|" \
+            -e "s|listen [0-9]*;|listen 127.0.0.1:1;|" -e "s|/var/log/nginx/|$d/logs/|" \
+            "$f" > "$d/nginx.conf"
+        "$NGINX_128" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" || { echo "$f" >&2; rc=1; }
+        rm -rf "$d"
+    done
+    return $rc
+}
+stage "nginx-conf examples pass nginx -t" check_examples
+
 if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
     stage "Test::Nginx compatible runner self-test" env TEST_NGINX_BINARY="$NGINX_128" t/compat/selftest/run
 fi

@@ -14,22 +14,12 @@
 # checks below collect the pages of a block and judge them once the last one has arrived.
 
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use StickyPages;
 
 repeat_each(1);
 
 our %Bodies;
-
-# "dev-0001" .. "dev-NNNN"
-sub ::ids {
-    my ($n, $prefix) = @_;
-    $prefix = 'dev' unless defined $prefix;
-    return map { sprintf "%s-%04d", $prefix, $_ } 1 .. $n;
-}
-
-# An SSI page with one subrequest per URI, each waited for before the next one starts.
-sub ::page {
-    return join '', map { qq{<!--# include virtual="$_" wait="yes" -->} } @_;
-}
 
 # Every byte of a string as %XX.
 sub ::pct {
@@ -69,10 +59,6 @@ sub homes {
     return (\%home, \@split);
 }
 
-sub first10 {
-    return @_ > 10 ? @_[0 .. 9] : @_;
-}
-
 sub count_by_backend {
     my $home = shift;
     my %n;
@@ -102,7 +88,7 @@ my %checks = (
         is(scalar @short, 0, "$name - every device seen $rounds times");
         my ($home, $split) = homes($by_key);
         is(scalar @$split, 0, "$name - every device stays on one backend")
-            or diag(join "\n", first10(@$split));
+            or diag(join "\n", ::first10(@$split));
         my $n = count_by_backend($home);
         is(join(' ', sort keys %$n), 'b1 b2 b3 b4', "$name - all four backends used");
         for my $be (sort keys %$n) {
@@ -141,7 +127,7 @@ my %checks = (
         is(scalar keys %$mb, $ids, "$name - every device seen on /t/b");
         my @diff = grep { !defined $mb->{$_} || $ma->{$_} ne $mb->{$_} } sort keys %$ma;
         is(scalar @diff, 0, "$name - both upstreams map every device to the same backend")
-            or diag(join ", ", map { "$_: $ma->{$_} vs " . ($mb->{$_} || '-') } first10(@diff));
+            or diag(join ", ", map { "$_: $ma->{$_} vs " . ($mb->{$_} || '-') } ::first10(@diff));
         my $n = count_by_backend($ma);
         is(join(' ', sort keys %$n), 'b1 b2 b3 b4', "$name - all four backends used");
     },
@@ -188,7 +174,7 @@ add_response_body_check(sub {
         my $got = parse_bodies($Bodies{$name});
         my @junk = grep { @$_ != 5 || $_->[0] !~ /^b\d$/ || $_->[1] !~ /^\d+$/ } @$got;
         is(scalar @junk, 0, "$name - every line is a backend report")
-            or diag(join "\n", map { "@$_" } first10(@junk));
+            or diag(join "\n", map { "@$_" } ::first10(@junk));
         my $code = $checks{$check} or die "unknown sticky_check $check";
         $code->($name, $got, $block);
     }

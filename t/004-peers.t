@@ -15,6 +15,8 @@
 # --- error_log after every response against only the lines logged since the previous check.
 
 use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use StickyPages;
 use IO::Socket::INET;
 
 repeat_each(1);
@@ -42,20 +44,6 @@ no_shuffle();
 }
 
 our (%Bodies, %Saved);
-
-sub ::ids {
-    my ($n, $prefix) = @_;
-    $prefix = 'dev' unless defined $prefix;
-    return map { sprintf "%s-%04d", $prefix, $_ } 1 .. $n;
-}
-
-sub ::page {
-    return join '', map { qq{<!--# include virtual="$_" wait="yes" -->} } @_;
-}
-
-sub first10 {
-    return @_ > 10 ? @_[0 .. 9] : @_;
-}
 
 # Lines of a block's pages as {backend, conns, status, key, uri}.
 sub rows {
@@ -113,10 +101,10 @@ my %checks = (
         ok(@mine > 0, "$name - $a{uri}: responses");
         my @bad = grep { $_->{status} ne 'device_id' } @mine;
         is(scalar @bad, 0, "$name - $a{uri}: every status is device_id")
-            or diag(join "\n", map { $_->{line} } first10(@bad));
+            or diag(join "\n", map { $_->{line} } ::first10(@bad));
         my ($home, $split) = map_of($rows, $a{uri});
         is(scalar @$split, 0, "$name - $a{uri}: every device stays on one backend")
-            or diag(join "\n", first10(@$split));
+            or diag(join "\n", ::first10(@$split));
         my %used = map { ($_ => 1) } values %$home;
         is(join('_', sort keys %used), $a{backends}, "$name - $a{uri}: backends used");
         $Saved{ $a{save} } = $home if $a{save};
@@ -126,7 +114,7 @@ my %checks = (
                 my @diff = grep { ($ref->{$_} || '-') ne $home->{$_} } sort keys %$home;
                 is(scalar @diff, 0, "$name - $a{uri}: the same map as $a{same}")
                     or diag(join ", ", map { "$_: $home->{$_} vs " . ($ref->{$_} || '-') }
-                                           first10(@diff));
+                                           ::first10(@diff));
             }
         }
     },
@@ -140,7 +128,7 @@ my %checks = (
         my ($now, $split) = map_of($rows, $a{uri});
         my $status = status_of($rows, $a{uri});
         is(scalar @$split, 0, "$name - $a{uri}: every device stays on one backend")
-            or diag(join "\n", first10(@$split));
+            or diag(join "\n", ::first10(@$split));
         is(scalar keys %$now, scalar keys %$ref, "$name - $a{uri}: every device seen");
         my @dead = grep { $ref->{$_} eq $a{dead} } sort keys %$now;
         my @live = grep { $ref->{$_} ne $a{dead} } sort keys %$now;
@@ -149,11 +137,11 @@ my %checks = (
         my @stayed = grep { $now->{$_} ne $ref->{$_} || $status->{$_} ne 'device_id' } @live;
         is(scalar @stayed, 0, "$name - $a{uri}: nobody else moved, all with status device_id")
             or diag(join ", ", map { "$_: $ref->{$_} -> $now->{$_} ($status->{$_})" }
-                                   first10(@stayed));
+                                   ::first10(@stayed));
         my @wrong = grep { $now->{$_} eq $a{dead} || $status->{$_} ne $a{moved_status} } @dead;
         is(scalar @wrong, 0,
            "$name - $a{uri}: the devices of $a{dead} moved, with status $a{moved_status}")
-            or diag(join ", ", map { "$_: $now->{$_} ($status->{$_})" } first10(@wrong));
+            or diag(join ", ", map { "$_: $now->{$_} ($status->{$_})" } ::first10(@wrong));
         my %subst = map { ($now->{$_} => 1) } @dead;
         ok(!$subst{ $a{dead} } && keys %subst >= 1,
            "$name - $a{uri}: substitutes used: " . join(' ', sort keys %subst));
@@ -164,7 +152,7 @@ my %checks = (
                 my @diff = grep { ($other->{$_} || '-') ne $now->{$_} } sort keys %$now;
                 is(scalar @diff, 0, "$name - $a{uri}: the same substitutes as $a{same}")
                     or diag(join ", ", map { "$_: $now->{$_} vs " . ($other->{$_} || '-') }
-                                           first10(@diff));
+                                           ::first10(@diff));
             }
         }
     },
@@ -177,7 +165,7 @@ my %checks = (
         my @bad = grep { $_->{backend} ne $a{backend} || $_->{status} !~ /^(?:$a{status})$/ }
                   @mine;
         is(scalar @bad, 0, "$name - $a{uri}: all on $a{backend} with status $a{status}")
-            or diag(join "\n", map { $_->{line} } first10(@bad));
+            or diag(join "\n", map { $_->{line} } ::first10(@bad));
     },
 
     # No request of `uri` went to `backend`.
@@ -211,7 +199,7 @@ add_response_body_check(sub {
         my $rows = rows($Bodies{$name});
         my @junk = grep { !defined $_->{uri} || $_->{backend} !~ /^b\d$/ } @$rows;
         is(scalar @junk, 0, "$name - every line is a backend report")
-            or diag(join "\n", map { $_->{line} } first10(@junk));
+            or diag(join "\n", map { $_->{line} } ::first10(@junk));
         for my $line (split /\n/, $spec) {
             next unless $line =~ /\S/;
             my ($check, @args) = split ' ', $line;
