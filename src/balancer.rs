@@ -33,7 +33,8 @@ const MAX_WALK_SLOTS: usize = 1024;
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Not decided yet (zeroed memory).
+    /// Not decided yet: the value of zeroed (`ngx_pcalloc`) memory, never written by name.
+    #[allow(dead_code)]
     None = 0,
     DeviceId,
     Fallback,
