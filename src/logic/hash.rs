@@ -42,6 +42,58 @@ pub fn log_tag(bytes: &[u8]) -> u32 {
     (hash64(0x5eed_10c5, bytes) >> 32) as u32
 }
 
+/// SipHash-2-4 with the 128-bit key `(k0, k1)`: the keyed digest of session ids in the shared
+/// table. Without the key (random per zone) nobody can choose ids that collide or that pile up
+/// in one bucket.
+pub fn siphash24(k0: u64, k1: u64, msg: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut chunks = msg.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        sip_block(&mut v, u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(rest) {
+        *d = *s;
+    }
+    w[7] = msg.len() as u8;
+    sip_block(&mut v, u64::from_le_bytes(w));
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[inline]
+fn sip_block(v: &mut [u64; 4], m: u64) {
+    v[3] ^= m;
+    sip_round(v);
+    sip_round(v);
+    v[0] ^= m;
+}
+
+#[inline]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +107,37 @@ mod tests {
         assert_ne!(key_hash(b"device-1"), key_hash(b"device-2"));
         assert_ne!(hash64(1, b"x"), hash64(2, b"x"));
         assert_eq!(key_hash(b"10.0.0.1:3000"), 0x2c09_e63c_d900_f73d);
+    }
+
+    #[test]
+    fn siphash_reference_vectors() {
+        // The reference implementation's vectors: key 00..0f, messages 00..(n-1).
+        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
+        let msg: Vec<u8> = (0u8..64).collect();
+        assert_eq!(siphash24(k0, k1, &msg[..0]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash24(k0, k1, &msg[..1]), 0x74f8_39c5_93dc_67fd);
+        assert_eq!(siphash24(k0, k1, &msg[..15]), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn siphash_matches_std() {
+        use std::hash::{Hasher, SipHasher};
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for len in 0..100usize {
+            let msg: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut h = SipHasher::new_with_keys(x, !x);
+            h.write(&msg);
+            assert_eq!(siphash24(x, !x, &msg), h.finish(), "len {len}");
+        }
     }
 
     #[test]

@@ -4,3 +4,4 @@ pub mod extract;
 pub mod hash;
 pub mod params;
 pub mod ring;
+pub mod table;

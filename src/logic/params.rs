@@ -46,7 +46,25 @@ pub struct Params {
     pub sid: Vec<Source>,
     /// Sources of the application's device id, tried in order.
     pub device_id: Vec<Source>,
+    /// `zone=NAME[:SIZE]`: the shared table's zone; `None` for the upstream's own zone.
+    pub zone: Option<Zone>,
+    /// `timeout=TIME`: idle expiry of a learned session, in whole seconds.
+    pub timeout: u32,
 }
+
+/// A named zone and its size in bytes (`None` when another upstream gives the size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub name: Vec<u8>,
+    pub size: Option<usize>,
+}
+
+/// Size of the zone an upstream gets when `zone=` is not given.
+pub const DEFAULT_ZONE_SIZE: usize = 4 * 1024 * 1024;
+/// Smallest zone accepted (eight 4 KiB pages, as nginx's own zones require).
+pub const MIN_ZONE_SIZE: usize = 32 * 1024;
+/// Idle expiry when `timeout=` is not given: 10 minutes.
+pub const DEFAULT_TIMEOUT: u32 = 600;
 
 impl Default for Params {
     fn default() -> Self {
@@ -57,6 +75,8 @@ impl Default for Params {
                 Source::Path,
             ],
             device_id: vec![Source::Arg(b"device_id".to_vec())],
+            zone: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -70,6 +90,10 @@ pub enum ParamError {
     BadSource { param: String, source: String },
     BadRegex { param: String, reason: String },
     NoCaptureGroup(String),
+    BadZone(String),
+    BadZoneSize(String),
+    ZoneTooSmall(String),
+    BadTimeout(String),
 }
 
 impl fmt::Display for ParamError {
@@ -89,6 +113,14 @@ impl fmt::Display for ParamError {
             ParamError::NoCaptureGroup(p) => {
                 write!(f, "has a regex without a capture group in \"{p}\"")
             }
+            ParamError::BadZone(z) => write!(f, "has invalid zone \"{z}\""),
+            ParamError::BadZoneSize(z) => write!(f, "has invalid zone size \"{z}\""),
+            ParamError::ZoneTooSmall(z) => write!(
+                f,
+                "has zone \"{z}\" that is too small, the minimum is {}k",
+                MIN_ZONE_SIZE / 1024
+            ),
+            ParamError::BadTimeout(t) => write!(f, "has invalid timeout \"{t}\""),
         }
     }
 }
@@ -98,6 +130,8 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut params = Params::default();
     let mut seen_sid = false;
     let mut seen_device = false;
+    let mut seen_zone = false;
+    let mut seen_timeout = false;
 
     for &arg in args {
         let shown = String::from_utf8_lossy(arg).into_owned();
@@ -114,6 +148,17 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
                 mark(&mut seen_device, "device_id")?;
                 params.device_id = parse_sources(&shown, v)?;
             }
+            (b"zone", Some(v)) => {
+                mark(&mut seen_zone, "zone")?;
+                params.zone = Some(parse_zone(v)?);
+            }
+            (b"timeout", Some(v)) => {
+                mark(&mut seen_timeout, "timeout")?;
+                let shown = String::from_utf8_lossy(v).into_owned();
+                params.timeout = parse_time(v)
+                    .filter(|&s| s > 0)
+                    .ok_or(ParamError::BadTimeout(shown))?;
+            }
             _ => return Err(ParamError::Unknown(shown)),
         }
     }
@@ -126,6 +171,107 @@ fn mark(seen: &mut bool, name: &str) -> Result<(), ParamError> {
     }
     *seen = true;
     Ok(())
+}
+
+/// `NAME[:SIZE]`.
+fn parse_zone(v: &[u8]) -> Result<Zone, ParamError> {
+    let shown = String::from_utf8_lossy(v).into_owned();
+    let (name, size) = match v.iter().position(|&c| c == b':') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    if name.is_empty()
+        || name
+            .iter()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        return Err(ParamError::BadZone(shown));
+    }
+    let size = match size {
+        None => None,
+        Some(s) => {
+            let bytes = parse_size(s).ok_or_else(|| ParamError::BadZoneSize(lossy(s)))?;
+            if bytes < MIN_ZONE_SIZE {
+                return Err(ParamError::ZoneTooSmall(lossy(name)));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(Zone {
+        name: name.to_vec(),
+        size,
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// nginx's size syntax: digits with an optional `k`/`K`, `m`/`M` or `g`/`G` suffix.
+pub fn parse_size(s: &[u8]) -> Option<usize> {
+    let (digits, scale) = match s.last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1usize << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    decimal(digits)?.checked_mul(scale)
+}
+
+/// nginx's time syntax in seconds, rounded up: a sequence of numbers with units `ms`, `s`,
+/// `m`, `h`, `d`, `w`, `M` (30 days), `y` (365 days), each unit at most once and in
+/// decreasing order; a bare number is seconds (`1h30m`, `90`, `500ms`).
+pub fn parse_time(s: &[u8]) -> Option<u32> {
+    // Units in decreasing order with their length in milliseconds.
+    const UNITS: [(&[u8], u64); 8] = [
+        (b"y", 365 * 86_400_000),
+        (b"M", 30 * 86_400_000),
+        (b"w", 7 * 86_400_000),
+        (b"d", 86_400_000),
+        (b"h", 3_600_000),
+        (b"ms", 1),
+        (b"m", 60_000),
+        (b"s", 1000),
+    ];
+    // Order rank of each unit for the "decreasing" rule (ms is the smallest).
+    const RANK: [u8; 8] = [7, 6, 5, 4, 3, 0, 2, 1];
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut last_rank = u8::MAX;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let value = decimal(&rest[..n])? as u64;
+        rest = &rest[n..];
+        let (len, ms, rank) = if rest.is_empty() {
+            // A bare trailing number is seconds, allowed only alone or after larger units.
+            (0, 1000, 1)
+        } else {
+            let i = UNITS.iter().position(|(u, _)| rest.starts_with(u))?;
+            (UNITS[i].0.len(), UNITS[i].1, RANK[i])
+        };
+        if rank >= last_rank {
+            return None;
+        }
+        last_rank = rank;
+        total = total.checked_add(value.checked_mul(ms)?)?;
+        rest = &rest[len..];
+    }
+    u32::try_from(total.div_ceil(1000)).ok()
+}
+
+fn decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
 }
 
 const PREFIXES: [&[u8]; 6] = [b"arg:", b"cookie:", b"header:", b"path", b"uri:", b"$"];
@@ -351,6 +497,69 @@ mod tests {
             e.starts_with("has invalid regex in \"device_id=uri:(\": "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn zone_and_timeout() {
+        let d = p(&[]).unwrap();
+        assert_eq!(d.zone, None);
+        assert_eq!(d.timeout, 600);
+        let z = p(&["zone=chat:10m", "timeout=1h30m"]).unwrap();
+        assert_eq!(
+            z.zone,
+            Some(Zone {
+                name: b"chat".to_vec(),
+                size: Some(10 << 20)
+            })
+        );
+        assert_eq!(z.timeout, 5400);
+        assert_eq!(p(&["zone=shared"]).unwrap().zone.unwrap().size, None);
+        assert_eq!(p(&["timeout=500ms"]).unwrap().timeout, 1);
+        assert_eq!(p(&["timeout=90"]).unwrap().timeout, 90);
+        assert_eq!(p(&["timeout=1d"]).unwrap().timeout, 86_400);
+        assert_eq!(p(&["zone=a:32k"]).unwrap().zone.unwrap().size, Some(32768));
+
+        let err = |a: &str| p(&[a]).unwrap_err().to_string();
+        assert_eq!(err("zone=:1m"), "has invalid zone \":1m\"");
+        assert_eq!(err("zone=a:1x"), "has invalid zone size \"1x\"");
+        assert_eq!(err("zone=a:"), "has invalid zone size \"\"");
+        assert_eq!(
+            err("zone=a:1k"),
+            "has zone \"a\" that is too small, the minimum is 32k"
+        );
+        for bad in [
+            "timeout=",
+            "timeout=0",
+            "timeout=x",
+            "timeout=5m1h",
+            "timeout=1s1s",
+            "timeout=10q",
+            "timeout=99999999999d",
+        ] {
+            assert!(err(bad).starts_with("has invalid timeout"), "{bad}");
+        }
+        assert_eq!(
+            p(&["zone=a:1m", "zone=b:1m"]).unwrap_err(),
+            ParamError::Duplicate("zone".into())
+        );
+    }
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(parse_size(b"4m"), Some(4 << 20));
+        assert_eq!(parse_size(b"512K"), Some(512 << 10));
+        assert_eq!(parse_size(b"1g"), Some(1 << 30));
+        assert_eq!(parse_size(b"100"), Some(100));
+        assert_eq!(parse_size(b"m"), None);
+        assert_eq!(parse_size(b"-1m"), None);
+        assert_eq!(parse_size(b"99999999999999999999999g"), None);
+        assert_eq!(parse_time(b"10m"), Some(600));
+        assert_eq!(parse_time(b"1h1m1s"), Some(3661));
+        assert_eq!(parse_time(b"1s500ms"), Some(2));
+        assert_eq!(parse_time(b"1M"), Some(30 * 86_400));
+        assert_eq!(parse_time(b"1y"), Some(365 * 86_400));
+        assert_eq!(parse_time(b"1m30"), Some(90));
+        assert_eq!(parse_time(b"30 s"), None);
     }
 
     #[test]
