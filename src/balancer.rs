@@ -22,6 +22,8 @@ use crate::glue::{bytes, guard};
 use crate::logic::extract::KeyBuf;
 use crate::logic::hash::{key_hash, log_tag};
 use crate::logic::ring::{Member, Ring};
+use crate::logic::sniff::{handshake_kind, Kind};
+use crate::logic::table::peer_identity;
 use crate::request::{find_key, Found};
 
 /// nginx's `hash` module gives up on the ring after this many tries and uses round robin.
@@ -39,6 +41,10 @@ pub enum Status {
     DeviceId,
     Fallback,
     Rebound,
+    /// Routed by a session id learned from a handshake.
+    Learned,
+    /// This response taught a session id.
+    New,
 }
 
 impl Status {
@@ -48,6 +54,8 @@ impl Status {
             Status::DeviceId => b"device_id",
             Status::Fallback => b"fallback",
             Status::Rebound => b"rebound",
+            Status::Learned => b"learned",
+            Status::New => b"new",
         }
     }
 }
@@ -57,13 +65,32 @@ impl Status {
 pub struct PeerData {
     /// Round robin's data, first: `peer.data` points here and round robin uses it as its own.
     pub rrp: ngx_http_upstream_rr_peer_data_t,
-    conf: *const SrvConf,
+    pub conf: *const SrvConf,
     hash: u64,
     /// The key used, copied into the request pool.
     pub key: ngx_str_t,
     pub status: Status,
     has_key: bool,
     tries: u32,
+    /// The peer identity learned for the request's session id, when `has_learned`.
+    learned: u64,
+    has_learned: bool,
+    /// A handshake to learn from: 0 no, else `1 + Kind as u8`.
+    learn: u8,
+    /// The look at the handshake body, while it is in progress (request pool).
+    pub look: *mut crate::filter::Look,
+}
+
+impl PeerData {
+    /// The handshake kind to learn from, once.
+    pub fn take_learn(&mut self) -> Option<Kind> {
+        let k = core::mem::replace(&mut self.learn, 0);
+        match k {
+            1 => Some(Kind::EngineIo),
+            2 => Some(Kind::Legacy09),
+            _ => None,
+        }
+    }
 }
 
 /// Worker-local mapping from ring members to the peers of the (possibly shared) peer list.
@@ -74,6 +101,15 @@ pub struct PeerCache {
     config: usize,
     /// Per member: its peer (null when the member has none now) and the peer's list index.
     slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)>,
+    /// Every peer of the list by identity (as learned sessions name them), sorted.
+    identities: Vec<(u64, *mut ngx_http_upstream_rr_peer_t, usize)>,
+}
+
+impl PeerCache {
+    fn by_identity(&self, id: u64) -> Option<(*mut ngx_http_upstream_rr_peer_t, usize)> {
+        let i = self.identities.binary_search_by_key(&id, |e| e.0).ok()?;
+        self.identities.get(i).map(|e| (e.1, e.2))
+    }
 }
 
 impl Default for PeerCache {
@@ -84,6 +120,7 @@ impl Default for PeerCache {
             #[cfg(nginx1_27_3)]
             config: 0,
             slots: Vec::new(),
+            identities: Vec::new(),
         }
     }
 }
@@ -239,9 +276,72 @@ unsafe fn init_peer_inner(
             );
         }
 
+        find_learned(r, conf, &mut *pd);
+        if let Some(kind) = handshake_kind(bytes(&(*r).args), bytes(&(*r).uri)) {
+            (*pd).learn = 1 + kind as u8;
+        }
+
         *(*r).ctx.add(crate::ctx_index()) = pd.cast::<c_void>();
     }
     NGX_OK as ngx_int_t
+}
+
+/// Looks the request's session id up in the zone.
+///
+/// # Safety
+/// `r` must be a valid request in the upstream phase.
+unsafe fn find_learned(r: *mut ngx_http_request_t, conf: &SrvConf, pd: &mut PeerData) {
+    if conf.zone.is_null() || conf.sid.is_empty() {
+        return;
+    }
+    let mut sid = KeyBuf::default();
+    // SAFETY: `r` is valid (see the caller).
+    if let Found::Nothing = unsafe { find_key(r, &conf.sid, &mut sid) } {
+        return;
+    }
+    let sid = sid.as_bytes();
+    // SAFETY: nginx's cached time; the zone belongs to the running cycle.
+    let now = unsafe { (*ngx_cached_time).sec } as u32;
+    // SAFETY: see above.
+    let peer = unsafe {
+        crate::zone::with_table(conf.zone, |t| {
+            let d = t.digest(sid);
+            t.lookup(d, now, conf.timeout)
+        })
+    };
+    // SAFETY: `r` is valid; the log is used for a debug line.
+    let log = unsafe { (*(*r).connection).log };
+    match peer.flatten() {
+        Some(id) => {
+            pd.learned = id;
+            pd.has_learned = true;
+            ngx::ngx_log_debug!(
+                log,
+                "socketio_sticky: session tag:{:08x} learned",
+                log_tag(sid)
+            );
+        }
+        None => {
+            ngx::ngx_log_debug!(
+                log,
+                "socketio_sticky: session tag:{:08x} unknown",
+                log_tag(sid)
+            );
+        }
+    }
+}
+
+/// The request context, mutable (for the response filters).
+///
+/// # Safety
+/// `r` must be a valid request; no other reference to its context may be alive.
+pub unsafe fn request_data_mut<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut PeerData> {
+    // SAFETY: the module's ctx slot is null or points to the `PeerData` set by `init_peer`.
+    unsafe {
+        (*(*r).ctx.add(crate::ctx_index()))
+            .cast::<PeerData>()
+            .as_mut()
+    }
 }
 
 /// The request context (the peer data), if this request went through the balancer.
@@ -277,10 +377,13 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
     // SAFETY: `conf` was set by `init_peer` and lives as long as the configuration.
     let conf = unsafe { &*pd.conf };
     let ring = match (&conf.ring, pd.has_key) {
-        (Some(ring), true) if pd.tries <= MAX_TRIES => ring,
-        // SAFETY: round robin on its own data.
-        _ => return unsafe { round_robin(pc, pd) },
+        (Some(ring), true) if pd.tries <= MAX_TRIES => Some(ring),
+        _ => None,
     };
+    if ring.is_none() && !pd.has_learned {
+        // SAFETY: round robin on its own data.
+        return unsafe { round_robin(pc, pd) };
+    }
 
     let peers = pd.rrp.peers;
     // SAFETY: `peers` is the upstream's live peer list; it is locked as nginx's own balancers
@@ -303,6 +406,23 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
 
         let cache = peer_cache(conf, peers);
         let now = (*ngx_cached_time).sec;
+
+        // The backend that minted the request's session, once.
+        if core::mem::take(&mut pd.has_learned) {
+            if let Some((peer, index)) = cache.by_identity(pd.learned) {
+                if usable(&*peer, index, pd.rrp.tried, now) {
+                    take_peer(pc, pd, peer, index, now);
+                    pd.status = Status::Learned;
+                    return NGX_OK as ngx_int_t;
+                }
+            }
+            pd.status = Status::Rebound;
+        }
+
+        let Some(ring) = ring else {
+            drop(_lock);
+            return round_robin(pc, pd);
+        };
         let mut walked = false;
         let mut chosen = None;
         for member in ring.walk(pd.hash, MAX_WALK_SLOTS) {
@@ -323,7 +443,29 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
             drop(_lock);
             return round_robin(pc, pd);
         };
+        take_peer(pc, pd, peer, index, now);
+        pd.status = if walked || pd.status == Status::Rebound {
+            Status::Rebound
+        } else {
+            Status::DeviceId
+        };
+    }
+    NGX_OK as ngx_int_t
+}
 
+/// Hands `peer` to the connection, as round robin does for the peer it picks.
+///
+/// # Safety
+/// The peer list must be locked; `peer` is its element number `index`.
+unsafe fn take_peer(
+    pc: *mut ngx_peer_connection_t,
+    pd: &mut PeerData,
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    index: usize,
+    now: i64,
+) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
         pd.rrp.current = peer;
         #[cfg(nginx1_27_3)]
         {
@@ -337,13 +479,7 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
             (*peer).checked = now;
         }
         set_tried(pd.rrp.tried, index);
-        pd.status = if walked || pd.status == Status::Rebound {
-            Status::Rebound
-        } else {
-            Status::DeviceId
-        };
     }
-    NGX_OK as ngx_int_t
 }
 
 /// Whether a peer may take this request: not tried by it yet, not down, not failed within
@@ -396,6 +532,7 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
         let members = conf.ring.as_ref().map_or(0, Ring::members);
         let mut slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)> =
             vec![(ptr::null_mut(), 0usize); members];
+        let mut identities = Vec::with_capacity(number);
         // SAFETY: the list is valid and locked while it is walked.
         let mut peer = unsafe { (*peers).peer };
         let mut index = 0usize;
@@ -403,6 +540,7 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
             // SAFETY: `peer` is an element of the locked list.
             let (server, name, next) =
                 unsafe { (bytes(&(*peer).server), bytes(&(*peer).name), (*peer).next) };
+            identities.push((peer_identity(server, name), peer, index));
             let key = MemberKey {
                 server: server.to_vec(),
                 addr: Some(name.to_vec()),
@@ -431,7 +569,9 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
             #[cfg(nginx1_27_3)]
             config: _config,
             slots,
+            identities,
         };
+        cache.identities.sort_unstable_by_key(|e| e.0);
     }
     cache
 }

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_get_variable_index,
-    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_pnalloc, ngx_str_t, ngx_uint_t,
-    NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
-    NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
-    NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_WARN,
+    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_pnalloc, ngx_shm_zone_t, ngx_str_t,
+    ngx_uint_t, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
+    NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS,
+    NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_WARN,
 };
 use regex::bytes::Regex;
 
@@ -40,7 +40,6 @@ pub struct MemberKey {
 }
 
 /// Per-`upstream{}` configuration (nginx creates one for every server and upstream block).
-#[derive(Default)]
 pub struct SrvConf {
     /// The directive was given in this upstream.
     pub enabled: bool,
@@ -52,6 +51,25 @@ pub struct SrvConf {
     pub members: HashMap<MemberKey, Vec<usize>>,
     /// Worker-local map from ring members to peers, rebuilt when the peer list changes.
     pub cache: UnsafeCell<PeerCache>,
+    /// The zone of the learned sessions (null until the directive is given).
+    pub zone: *mut ngx_shm_zone_t,
+    /// Idle expiry of learned sessions, seconds.
+    pub timeout: u32,
+}
+
+impl Default for SrvConf {
+    fn default() -> Self {
+        SrvConf {
+            enabled: false,
+            sid: Vec::new(),
+            device_id: Vec::new(),
+            ring: None,
+            members: HashMap::new(),
+            cache: UnsafeCell::default(),
+            zone: ptr::null_mut(),
+            timeout: params::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// `create_srv_conf`: an empty configuration, dropped with the configuration pool.
@@ -117,7 +135,7 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
-    conf.enabled = true;
+    conf.timeout = parsed.timeout;
 
     // SAFETY: inside `upstream {}` the context is an HTTP conf context whose srv_conf slot of
     // the upstream module holds the upstream being configured.
@@ -128,6 +146,23 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
             .add((*ptr::addr_of!(ngx_http_upstream_module)).ctx_index))
         .cast::<ngx_http_upstream_srv_conf_t>()
     };
+
+    // Without `zone=`, the upstream's own zone, named after it.
+    let (zone_name, zone_size) = match parsed.zone {
+        Some(z) => (z.name, z.size.unwrap_or(0)),
+        None => {
+            let mut name = b"socketio_sticky_".to_vec();
+            // SAFETY: the upstream's name lives in the configuration pool.
+            name.extend_from_slice(unsafe { bytes(&uscf.host) });
+            (name, params::DEFAULT_ZONE_SIZE)
+        }
+    };
+    // SAFETY: `cf` is the configuration being parsed.
+    conf.zone = unsafe { crate::zone::add_zone(cf, &zone_name, zone_size) };
+    if conf.zone.is_null() {
+        return ngx::core::NGX_CONF_ERROR;
+    }
+    conf.enabled = true;
     if uscf.peer.init_upstream.is_some() {
         ngx::ngx_conf_log_error!(NGX_LOG_WARN, cf, "load balancing method redefined");
     }

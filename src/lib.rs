@@ -2,8 +2,10 @@
 //! Socket.IO session and every device on the backend process that owns it.
 //!
 //! Layout: module statics live here; `conf` parses the directive and owns the configuration;
-//! `balancer` is the peer selection glue; `request` reads raw request bytes; `variables`
-//! exposes `$socketio_sticky_*`; `logic` is plain Rust without nginx, tested by `cargo test`.
+//! `balancer` is the peer selection glue; `filter` learns session ids from handshake
+//! responses; `zone` holds the shared session table; `request` reads raw request bytes;
+//! `variables` exposes `$socketio_sticky_*`; `logic` is plain Rust without nginx, tested by
+//! `cargo test`.
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -15,14 +17,16 @@ use ngx::ffi::{
 
 mod balancer;
 mod conf;
+mod filter;
 mod glue;
 mod logic;
 mod request;
 mod variables;
+mod zone;
 
 static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(variables::add_variables),
-    postconfiguration: None,
+    postconfiguration: Some(filter::init_filters),
     create_main_conf: None,
     init_main_conf: None,
     create_srv_conf: Some(conf::create_srv_conf),

@@ -1,7 +1,7 @@
 //! Reading key values from a request: raw bytes from nginx's request structure, handed to the
 //! pure extractors in `logic::extract`.
 
-use ngx::ffi::{ngx_http_get_indexed_variable, ngx_http_request_t, ngx_table_elt_t};
+use ngx::ffi::{ngx_http_get_indexed_variable, ngx_http_request_t, ngx_list_t, ngx_table_elt_t};
 
 use crate::conf::KeySource;
 use crate::glue::bytes;
@@ -71,8 +71,21 @@ unsafe fn header_values<'a>(
     r: *mut ngx_http_request_t,
     name: &'a [u8],
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
-    // SAFETY: the header list of a valid request is a chain of parts of `ngx_table_elt_t`.
-    let mut part = unsafe { core::ptr::addr_of!((*r).headers_in.headers.part) };
+    // SAFETY: the request's header list is valid.
+    unsafe { list_values(core::ptr::addr_of!((*r).headers_in.headers), name) }
+}
+
+/// Values of the headers named `name` (case-insensitive) of an nginx header list, in order
+/// (the list of `ngx_table_elt_t` that requests and responses keep; deleted ones skipped).
+///
+/// # Safety
+/// `list` must be a valid header list that is not modified while iterating.
+pub unsafe fn list_values<'a>(
+    list: *const ngx_list_t,
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    // SAFETY: a header list is a chain of parts of `ngx_table_elt_t`.
+    let mut part = unsafe { core::ptr::addr_of!((*list).part) };
     let mut i = 0usize;
     core::iter::from_fn(move || loop {
         // SAFETY: `part` is null or a valid list part; `i < nelts` indexes within it.

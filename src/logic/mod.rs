@@ -4,4 +4,5 @@ pub mod extract;
 pub mod hash;
 pub mod params;
 pub mod ring;
+pub mod sniff;
 pub mod table;

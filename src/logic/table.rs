@@ -190,18 +190,12 @@ impl<'a> Table<'a> {
         siphash24(self.hdr.key[0], self.hdr.key[1], sid)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub fn live(&self) -> usize {
         self.hdr.count as usize
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.hdr.count == 0
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.hdr.capacity as usize
-    }
-
+    #[cfg(test)]
     pub fn header(&self) -> &Header {
         self.hdr
     }
@@ -279,6 +273,7 @@ impl<'a> Table<'a> {
     }
 
     /// Drops the entry of `digest`, if any.
+    #[cfg(test)]
     pub fn forget(&mut self, digest: u64) -> bool {
         match self.find(digest) {
             Some((index, _)) => {
@@ -493,7 +488,7 @@ mod tests {
             let d = t.digest(&sid(i));
             assert_eq!(t.learn(d, i as u64, 100, 600), Learned::New);
         }
-        assert_eq!(t.len(), 1000);
+        assert_eq!(t.live(), 1000);
         for i in 0..1000 {
             let d = t.digest(&sid(i));
             assert_eq!(t.lookup(d, 101, 600), Some(i as u64), "{i}");
@@ -501,7 +496,7 @@ mod tests {
         assert_eq!(t.lookup(t.digest(b"unknown"), 101, 600), None);
         let d = t.digest(&sid(5));
         assert_eq!(t.learn(d, 5, 102, 600), Learned::Same);
-        assert_eq!(t.len(), 1000);
+        assert_eq!(t.live(), 1000);
     }
 
     #[test]
@@ -528,7 +523,7 @@ mod tests {
         assert_eq!(t.lookup(d[2], 15, 600), Some(2));
         assert_eq!(t.lookup(d[3], 15, 600), Some(3));
         assert_eq!(t.header().evictions, 1);
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.live(), 3);
         assert_eq!(t.recency().len(), 3);
     }
 
@@ -544,7 +539,7 @@ mod tests {
             );
             assert_eq!(t.lookup(d, 1000 + (i / 100) as u32, 600), Some(i as u64));
         }
-        assert_eq!(t.len(), 100);
+        assert_eq!(t.live(), 100);
         // Exactly the last 100 survive.
         for i in 0..10_000 {
             let found = t.lookup(t.digest(&sid(i)), 1100, 600).is_some();
@@ -562,7 +557,7 @@ mod tests {
         assert_eq!(t.lookup(d, 105, 5), Some(1)); // 5 s idle: still there, refreshed
         assert_eq!(t.lookup(d, 110, 5), Some(1));
         assert_eq!(t.lookup(d, 116, 5), None); // 6 s idle: gone
-        assert_eq!(t.len(), 0);
+        assert_eq!(t.live(), 0);
         assert_eq!(t.header().expired, 1);
         // A clock going back expires nothing.
         t.learn(d, 1, 200, 5);
@@ -574,7 +569,7 @@ mod tests {
             t.learn(t.digest(&sid(i)), 0, 100, 5);
         }
         t.learn(t.digest(b"new"), 0, 200, 5);
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.live(), 4);
         assert_eq!(t.header().expired, 2);
         // An expired id learned again is new, not a collision.
         let d = t.digest(&sid(4));
@@ -610,7 +605,7 @@ mod tests {
                 total: 3
             }
         );
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.live(), 1);
     }
 
     #[test]
@@ -642,8 +637,8 @@ mod tests {
                     live.insert(key, key as u64);
                 }
             }
-            assert_eq!(t.recency().len(), t.len());
-            assert!(t.len() <= 64);
+            assert_eq!(t.recency().len(), t.live());
+            assert!(t.live() <= 64);
         }
     }
 
