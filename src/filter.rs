@@ -238,9 +238,9 @@ fn learn(pd: &mut PeerData, conf: &SrvConf, sid: &[u8], peer: u64, log: *mut ngx
             NGX_LOG_WARN,
             log,
             "socketio_sticky: two backends minted the same session id, the newest wins \
-             ({} times in zone \"{}\")",
-            total,
-            name
+             (zone \"{}\", {} so far)",
+            name,
+            total
         );
     }
 }

@@ -450,3 +450,208 @@ qr/\[emerg\] .*unknown "no_such_variable_here" variable/
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 21: zone= and timeout=: the smallest zone (32k) and nginx time syntax; two upstreams share a zone sized once
+--- http_config
+    upstream backend {
+        socketio_sticky zone=smallest:32k timeout=1h30m;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    upstream other {
+        socketio_sticky zone=shared:1m timeout=500ms;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    upstream other2 {
+        socketio_sticky device_id=arg:d zone=shared timeout=90;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+    location /o {
+        proxy_pass http://other;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+    location /o2 {
+        proxy_pass http://other2;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- pipelined_requests eval
+["GET /t?device_id=dev-1", "GET /o", "GET /o2?d=dev-2"]
+--- response_headers eval
+["X-Sticky-Status: device_id", "X-Sticky-Status: fallback", "X-Sticky-Status: device_id"]
+--- response_body eval
+[("b1\n") x 3]
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 22: zone too small
+--- http_config
+    upstream backend {
+        socketio_sticky zone=x:1k;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has zone "x" that is too small, the minimum is 32k in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 23: zone just under the minimum (31k)
+--- http_config
+    upstream backend {
+        socketio_sticky sid=arg:sid zone=almost:31k;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has zone "almost" that is too small, the minimum is 32k in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 24: invalid zone size
+--- http_config
+    upstream backend {
+        socketio_sticky zone=a:1x;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid zone size "1x" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 25: empty zone name
+--- http_config
+    upstream backend {
+        socketio_sticky zone=:1m;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid zone ":1m" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 26: invalid timeout
+--- http_config
+    upstream backend {
+        socketio_sticky timeout=5x;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid timeout "5x" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 27: a zero timeout is invalid
+--- http_config
+    upstream backend {
+        socketio_sticky zone=z:1m timeout=0;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"socketio_sticky" directive has invalid timeout "0" in \S*nginx\.conf:\d+/
+
+
+
+=== TEST 28: a zone named without a size anywhere: nginx's own error
+--- http_config
+    upstream backend {
+        socketio_sticky zone=nosize;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    upstream other {
+        socketio_sticky zone=nosize;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*zero size shared memory zone "nosize"/
+
+
+
+=== TEST 29: one zone with two different sizes: nginx's own error
+--- http_config
+    upstream backend {
+        socketio_sticky zone=twice:1m;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    upstream other {
+        socketio_sticky zone=twice:2m;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*the size \d+ of shared memory zone "twice" conflicts with already declared size \d+/
+
+
+
+=== TEST 30: the zone name of another module is refused by nginx
+--- http_config
+    limit_req_zone $binary_remote_addr zone=taken:1m rate=1r/s;
+    upstream backend {
+        socketio_sticky zone=taken:1m;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*the shared memory zone "taken" is already declared for a different use/

@@ -55,7 +55,7 @@ our @USER_FUNCS = qw(
 );
 
 # Modes of the real module that this runner does not implement.
-our @UNSUPPORTED_ENV = qw(TEST_NGINX_USE_HUP TEST_NGINX_USE_VALGRIND
+our @UNSUPPORTED_ENV = qw(TEST_NGINX_USE_VALGRIND
     TEST_NGINX_USE_STAP TEST_NGINX_USE_RR TEST_NGINX_CHECK_LEAK
     TEST_NGINX_BENCHMARK TEST_NGINX_USE_HTTP2 TEST_NGINX_USE_HTTP3
     TEST_NGINX_NO_NGINX_MANAGER TEST_NGINX_NO_CLEAN TEST_NGINX_ERROR_LOG);
@@ -92,6 +92,7 @@ our $PostponeOutput       = $ENV{TEST_NGINX_POSTPONE_OUTPUT};
 our $Verbose              = $ENV{TEST_NGINX_VERBOSE};
 our $Randomize            = $ENV{TEST_NGINX_RANDOMIZE};
 our $FastShutdown         = $ENV{TEST_NGINX_FAST_SHUTDOWN};
+our $UseHup               = $ENV{TEST_NGINX_USE_HUP};
 
 our (@BlockPreprocessors, @ResponseBodyChecks, @CleanupHandlers,
      @TestCleanupHandlers, @EnvToNginx);
@@ -167,6 +168,12 @@ our $NginxPid;              # pid of the running nginx (master or single)
 our $TcpServerPid;
 our $RandPorts = {};
 our $ErrLogFilePos = 0;
+# Where the current block's lines start in error.log / access.log: 0 when
+# nginx was started for the block, the length of the file before the reload
+# (or before the block) in HUP mode.
+our $ErrLogBase = 0;
+our $AccLogBase = 0;
+our $HupBlock;              # HUP mode: the block whose nginx is still running
 our $PrevConfigFile;        # text of the last nginx.conf written
 our $RequestExpandNoted;
 
@@ -213,10 +220,9 @@ sub no_nginx_manager () {
                      . "Test::Nginx compat runner; ignored");
 }
 
-sub use_hup () {
-    Test::More::diag("use_hup() is not supported by the bundled Test::Nginx "
-                     . "compat runner; ignored");
-}
+# HUP mode: nginx keeps running from one block to the next; a block with
+# its own --- config gets it by a reload (SIGHUP to the master).
+sub use_hup () { $UseHup = 1 }
 
 sub timeout (@) {
     if (@_) { $Timeout = shift; return }
@@ -703,6 +709,10 @@ sub setup_server_root () {
         bail_out("Failed to create directory $d") unless -d $d;
     }
     if (open my $m, '>', $Marker) { close $m }
+    _write_index_html();
+}
+
+sub _write_index_html () {
     open my $out, '>', "$HtmlDir/index.html"
         or bail_out("Can't open $HtmlDir/index.html for writing: $!");
     print $out '<html><head><title>It works!</title></head>'
@@ -781,7 +791,7 @@ sub _main_conf_text ($$) {
     $c .= "load_module $_;\n" for @modules;
     $c .= "worker_processes $Workers;\n"
         . "daemon $DaemonEnabled;\n"
-        . "master_process $MasterProcessEnabled;\n"
+        . "master_process " . ($UseHup ? 'on' : $MasterProcessEnabled) . ";\n"
         . "error_log $err_log_file $LogLevel;\n"
         . "pid $PidFile;\n";
     if (defined $WorkerUser) {
@@ -946,14 +956,15 @@ sub error_log_data () {
     # the log phase runs after nginx has closed the client connection
     sleep $TestNginxSleep * 3;
     my ($lines, $pos) = _read_log_from($ErrLogFile,
-                                       $CheckAccumErrLog ? 0 : $ErrLogFilePos);
+                                       $CheckAccumErrLog ? $ErrLogBase
+                                                         : $ErrLogFilePos);
     $ErrLogFilePos = $pos unless $CheckAccumErrLog;
     return $lines;
 }
 
 sub access_log_data () {
     sleep $TestNginxSleep * 3;
-    my ($lines) = _read_log_from($AccLogFile, 0);
+    my ($lines) = _read_log_from($AccLogFile, $AccLogBase);
     return $lines;
 }
 
@@ -1034,6 +1045,7 @@ sub _check_severe_lines ($$$$) {
                                           $block->shutdown_error_log);
     for my $level (qw(alert crit emerg)) {
         next if $level eq 'emerg' && defined $block->must_die;
+        next if $level eq 'emerg' && $UseHup && defined $block->reload_fails;
         next if grep { _mentions($_, "[$level") } @declared;
         my @bad;
         for my $line (@$lines) {
@@ -2080,6 +2092,252 @@ sub _startup_report ($) {
     return $msg;
 }
 
+# ---------------------------------------------------------------------------
+# HUP mode (use_hup() / TEST_NGINX_USE_HUP): one nginx for consecutive
+# blocks, reloaded with SIGHUP, so shared memory zones survive
+# ---------------------------------------------------------------------------
+
+sub _file_size ($) {
+    my $size = -s $_[0];
+    return $size || 0;
+}
+
+# Workers of a master that have finished their initialization (nginx
+# retitles a worker once its modules' init_process handlers have run).
+sub _worker_pids ($) {
+    my $master = shift;
+    return grep {
+        my $cmd = _slurp("/proc/$_/cmdline") // '';
+        $cmd =~ /worker process/ && $cmd !~ /shutting down/ && is_running($_);
+    } _children_of($master);
+}
+
+# Sends SIGHUP to the running master and waits until the reload has taken
+# effect: as many new workers as configured are up and every process of
+# the old generation (workers, cache helpers) has exited, so that no old
+# worker accepts a connection of the block.  Returns
+#   ('ok'),
+#   ('failed', [lines]) when nginx rejected the new configuration ([emerg]
+#                       lines and no new workers: the old ones keep serving),
+#   ('error', message)  when nginx died or did not reload in time.
+sub _hup_reload ($) {
+    my $name = shift;
+    my $master = $NginxPid;
+    my %old = map { ($_ => 1) } _children_of($master);
+    my $pos = _file_size($ErrLogFile);
+    my $want = $Workers =~ /^\d+$/ && $Workers > 0 ? $Workers : 1;
+    my $limit = $Timeout > 10 ? $Timeout : 10;
+
+    _log("sending SIGHUP to the nginx master (pid $master)");
+    kill('HUP', $master)
+        or return ('error', "cannot send SIGHUP to nginx (pid $master): $!");
+
+    my $t0 = time;
+    my $deadline = $t0 + $limit;
+    my $emerg_since;
+    while (1) {
+        return ('error', "nginx (pid $master) exited while reloading its "
+                         . "configuration (SIGHUP)")
+            unless is_running($master);
+        my @new = grep { !$old{$_} } _worker_pids($master);
+        last if @new >= $want;
+        my ($lines) = _read_log_from($ErrLogFile, $pos);
+        my @emerg = grep { /\[emerg\]/ } @$lines;
+        if (@emerg) {
+            # a rejected configuration logs [emerg] and starts no worker;
+            # give a (rare) [emerg] of a successful reload a moment
+            $emerg_since //= time;
+            return ('failed', \@emerg) if time - $emerg_since > 0.5;
+        }
+        if (time > $deadline) {
+            return ('error', "nginx (pid $master) did not start new workers "
+                             . "within ${limit}s after SIGHUP");
+        }
+        sleep 0.01;
+    }
+
+    my $t1 = time;
+    _log(sprintf "new workers up after %.3fs", $t1 - $t0);
+    $deadline = $t1 + $limit;
+    while (grep { is_running($_) } keys %old) {
+        if (time > $deadline) {
+            my @left = grep { is_running($_) } sort keys %old;
+            warn "WARNING: $name - process(es) @left of the previous nginx "
+                 . "generation still running ${limit}s after the reload\n";
+            last;
+        }
+        sleep 0.01;
+    }
+    _log(sprintf "old generation gone after %.3fs", time - $t1);
+    return ('ok');
+}
+
+# HUP mode: brings the running nginx to this block's configuration (none:
+# it keeps running as it is).  Returns false when the block cannot run.
+sub _reload_for_block ($$) {
+    my ($block, $config) = @_;
+    my $name = $block->name;
+
+    # this block's log lines start here
+    $ErrLogBase = $ErrLogFilePos = _file_size($ErrLogFile);
+    $AccLogBase = _file_size($AccLogFile);
+
+    if (!defined $config) {
+        write_user_files($block);
+        return 1;
+    }
+
+    # fresh conf/ and html/; logs, the pid file and temp directories stay
+    remove_tree($ConfDir, $HtmlDir, $CacheDir, glob("$ServRoot/*_cache"));
+    make_path($ConfDir, $HtmlDir);
+    _write_index_html();
+    if (defined(my $code = $block->post_setup_server_root)) {
+        eval "package main; $code";
+        bail_out("$name - post_setup_server_root failed: $@") if $@;
+    }
+    write_user_files($block);
+    my $conf_text = _main_conf_text($block, $config);
+    _write_file($ConfFile, $conf_text);
+    $PrevConfigFile = $conf_text;
+
+    my ($st, $info) = _hup_reload($name);
+    if ($st eq 'ok') {
+        _fail("$name - nginx reloaded the configuration, but --- reload_fails "
+              . "says the reload must fail") if defined $block->reload_fails;
+        sleep $TestNginxSleep;
+        return 1;
+    }
+    if ($st eq 'failed') {
+        # the previous configuration keeps serving
+        return 1 if defined $block->reload_fails;
+        my @tail = @$info > 10 ? @{$info}[-10 .. -1] : @$info;
+        _fail("$name - nginx failed to reload the configuration (SIGHUP) "
+              . "and keeps the previous one\nerror.log:\n" . join('', @tail));
+        $HupBlock = $block;
+        return 0;
+    }
+    _fail("$name - $info");
+    undef $HupBlock;
+    stop_nginx($name);
+    return 0;
+}
+
+# HUP mode, end of a block: nginx keeps running for the next block.
+sub _end_hup_block ($) {
+    my $block = shift;
+    my $name = $block->name;
+    if (!is_running($NginxPid)) {
+        Test::More::fail("$name - nginx (pid $NginxPid) exited before the "
+                         . "end of the test block (crashed?)");
+        undef $HupBlock;
+        stop_nginx($name);
+        return;
+    }
+    $HupBlock = $block;
+    # (lines logged after the last check of the block)
+    my ($lines) = _read_log_from($ErrLogFile, $ErrLogFilePos);
+    _check_severe_lines($block, $lines, [], ' (after the requests)');
+    # nginx does not shut down here: like the real module, skip the checks
+    for my $sec (qw(shutdown_error_log no_shutdown_error_log)) {
+        my $pats = $block->$sec;
+        next unless defined $pats;
+        _check('HUP reload mode', "$name - $sec", sub {})
+            for @{ _pattern_list($pats) };
+    }
+}
+
+# HUP mode: stops the nginx left running by the previous block(s) and
+# checks what it logged while shutting down (for the last of them).
+sub _stop_hup_nginx () {
+    my $block = $HupBlock;
+    undef $HupBlock;
+    return unless defined $block && defined $NginxPid;
+    my $pos = _file_size($ErrLogFile);
+    stop_nginx($block->name);
+    my ($lines) = _read_log_from($ErrLogFile, $pos);
+    _check_severe_lines($block, $lines, [], ' (at shutdown)');
+}
+
+# Starts nginx for a block (or, with --- must_die, checks that it fails to
+# start).  Returns (false) when the block is over, else (1, dry-run reason).
+sub _start_nginx_for_block ($$$) {
+    my ($block, $config, $conf_text) = @_;
+    my $name = $block->name;
+    my $dry_run = 0;
+
+    _kill_stale_nginx();
+    setup_server_root();
+    if (defined(my $code = $block->post_setup_server_root)) {
+        eval "package main; $code";
+        bail_out("$name - post_setup_server_root failed: $@") if $@;
+    }
+    write_user_files($block);
+    $conf_text //= _main_conf_text($block, $config);
+    _write_file($ConfFile, $conf_text);
+    $PrevConfigFile = $conf_text;
+    ($ErrLogFilePos, $ErrLogBase, $AccLogBase) = (0, 0, 0);
+
+    if (defined(my $must_die = $block->must_die)) {
+        for my $i (0 .. $RepeatEach - 1) {
+            my $r = _launch_nginx($block);
+            if ($r->{exec_failed}) {
+                Test::More::fail("$name - failed to execute the nginx command "
+                                 . "line: $r->{stderr}");
+            } elsif ($r->{core}) {
+                Test::More::fail("$name - nginx core dumped");
+            } elsif ($must_die =~ /^\s*(\d+)\s*$/) {
+                Test::More::is($r->{exit_code}, $1,
+                               "$name - die with the expected exit code");
+            } else {
+                Test::More::isnt($r->{status}, 0, "$name - die as expected");
+            }
+            my @stderr = map { "$_\n" } split /\n/, $r->{stderr};
+            check_error_log($block, 0, $i, 0, \@stderr);
+            if ($r->{status} == 0) {
+                warn "WARNING: $name - nginx must die but it does not; "
+                     . "stopping it\n";
+                $NginxPid = _wait_for_pid(5);
+                stop_nginx($name);
+            }
+        }
+        return (0);
+    }
+
+    my $r;
+    for my $try (1 .. 5) {
+        $r = _launch_nginx($block);
+        last if $r->{status} == 0;
+        last unless _startup_report($r) =~ /Address already in use/;
+        sleep 0.2 * $try;
+    }
+    if ($r->{status} != 0) {
+        my $report = _startup_report($r);
+        if ($ENV{TEST_NGINX_IGNORE_MISSING_DIRECTIVES}
+            && $report =~ /unknown directive "([^"]+)"/)
+        {
+            $dry_run = "the lack of directive $1";
+        } else {
+            my $how = $r->{exec_failed} ? 'could not be executed'
+                    : $r->{signal} ? "was killed by signal $r->{signal}"
+                    : "exited with code $r->{exit_code}";
+            _fail("$name - nginx failed to start (it $how)\n" . $report);
+            return (0);
+        }
+    } else {
+        $NginxPid = _wait_for_pid(5);
+        if (!$NginxPid) {
+            Test::More::fail("$name - nginx started but no running process "
+                             . "found via $PidFile");
+            stop_nginx($name);
+            return (0);
+        }
+        warn "$name - nginx stderr: $r->{stderr}"
+            if length $r->{stderr} && !defined $block->suppress_stderr;
+        sleep $TestNginxSleep;
+    }
+    return (1, $dry_run);
+}
+
 sub run_test ($) {
     my $block = shift;
     my $name = $block->name;
@@ -2118,13 +2376,23 @@ sub run_test ($) {
         return;
     }
 
+    # HUP mode (as in the real module): a must_die block gets a fresh nginx;
+    # otherwise the nginx of the previous block keeps running and is
+    # reloaded with this block's configuration.
+    local $UseHup = $UseHup;
+    $UseHup = 0 if defined $block->must_die;
+    my $hup = $UseHup && defined $NginxPid && is_running($NginxPid);
+    _stop_hup_nginx() if !$hup && defined $HupBlock;
+
     # the configuration: a block without --- config keeps running the
     # previous block's nginx in the real module; we restart it with the
-    # same configuration file.
+    # same configuration file (in HUP mode it just keeps running).
     my $config = $block->config;
     my $conf_text;
     if (defined $config) {
         $config = expand_env_in_text($config, $name, $RandPorts);
+    } elsif ($hup) {
+        # nothing to reload
     } elsif (defined $PrevConfigFile) {
         $conf_text = $PrevConfigFile;
     } else {
@@ -2132,77 +2400,14 @@ sub run_test ($) {
                  . "get previous one.");
     }
 
-    _kill_stale_nginx();
-    setup_server_root();
-    if (defined(my $code = $block->post_setup_server_root)) {
-        eval "package main; $code";
-        bail_out("$name - post_setup_server_root failed: $@") if $@;
-    }
-    write_user_files($block);
-    $conf_text //= _main_conf_text($block, $config);
-    _write_file($ConfFile, $conf_text);
-    $PrevConfigFile = $conf_text;
-    $ErrLogFilePos = 0;
-
     my $dry_run = 0;
 
-    if (defined(my $must_die = $block->must_die)) {
-        for my $i (0 .. $RepeatEach - 1) {
-            my $r = _launch_nginx($block);
-            if ($r->{exec_failed}) {
-                Test::More::fail("$name - failed to execute the nginx command "
-                                 . "line: $r->{stderr}");
-            } elsif ($r->{core}) {
-                Test::More::fail("$name - nginx core dumped");
-            } elsif ($must_die =~ /^\s*(\d+)\s*$/) {
-                Test::More::is($r->{exit_code}, $1,
-                               "$name - die with the expected exit code");
-            } else {
-                Test::More::isnt($r->{status}, 0, "$name - die as expected");
-            }
-            my @stderr = map { "$_\n" } split /\n/, $r->{stderr};
-            check_error_log($block, 0, $i, 0, \@stderr);
-            if ($r->{status} == 0) {
-                warn "WARNING: $name - nginx must die but it does not; "
-                     . "stopping it\n";
-                $NginxPid = _wait_for_pid(5);
-                stop_nginx($name);
-            }
-        }
-        return;
-    }
-
-    my $r;
-    for my $try (1 .. 5) {
-        $r = _launch_nginx($block);
-        last if $r->{status} == 0;
-        last unless _startup_report($r) =~ /Address already in use/;
-        sleep 0.2 * $try;
-    }
-    if ($r->{status} != 0) {
-        my $report = _startup_report($r);
-        if ($ENV{TEST_NGINX_IGNORE_MISSING_DIRECTIVES}
-            && $report =~ /unknown directive "([^"]+)"/)
-        {
-            $dry_run = "the lack of directive $1";
-        } else {
-            my $how = $r->{exec_failed} ? 'could not be executed'
-                    : $r->{signal} ? "was killed by signal $r->{signal}"
-                    : "exited with code $r->{exit_code}";
-            _fail("$name - nginx failed to start (it $how)\n" . $report);
-            return;
-        }
+    if ($hup) {
+        return unless _reload_for_block($block, $config);
     } else {
-        $NginxPid = _wait_for_pid(5);
-        if (!$NginxPid) {
-            Test::More::fail("$name - nginx started but no running process "
-                             . "found via $PidFile");
-            stop_nginx($name);
-            return;
-        }
-        warn "$name - nginx stderr: $r->{stderr}"
-            if length $r->{stderr} && !defined $block->suppress_stderr;
-        sleep $TestNginxSleep;
+        (my $ok, $dry_run) = _start_nginx_for_block($block, $config,
+                                                    $conf_text);
+        return unless $ok;
     }
 
     if (defined(my $init = $block->init)) {
@@ -2210,7 +2415,7 @@ sub run_test ($) {
         bail_out("$name - init failed: $@") if $@;
     }
 
-    $ErrLogFilePos = 0;
+    $ErrLogFilePos = $ErrLogBase;
     for my $i (1 .. $RepeatEach) {
         my ($tcp_sock, $tcp_query_file);
         if (defined $block->tcp_listen && !$dry_run) {
@@ -2230,6 +2435,11 @@ sub run_test ($) {
 
     return if $dry_run;
 
+    if ($UseHup) {
+        _end_hup_block($block);
+        return;
+    }
+
     # stop nginx now, then look at what it logged while shutting down
     my $crashed = defined $NginxPid && !is_running($NginxPid);
     my $pid = $NginxPid;
@@ -2238,7 +2448,7 @@ sub run_test ($) {
         Test::More::fail("$name - nginx (pid $pid) exited before the end "
                          . "of the test block (crashed?)");
     }
-    my ($lines) = _read_log_from($ErrLogFile, $CheckAccumErrLog ? 0
+    my ($lines) = _read_log_from($ErrLogFile, $CheckAccumErrLog ? $ErrLogBase
                                                : $ErrLogFilePos);
     for my $spec ([shutdown_error_log => 0], [no_shutdown_error_log => 1]) {
         my ($sec, $neg) = @$spec;
@@ -2271,6 +2481,7 @@ sub run_tests () {
             $hdl->($block);
         }
     }
+    _stop_hup_nginx();
     cleanup();
 }
 
@@ -2309,7 +2520,8 @@ C<check_accum_error_log>, C<add_block_preprocessor>,
 C<add_response_body_check> (called as
 C<< $check->($block, $body, $req_idx, $repeated_req_idx, $dry_run) >>),
 C<add_cleanup_handler>, C<add_test_cleanup_handler>, C<bail_out>,
-C<is_str>, C<Test::Nginx::Socket::set_http_config_filter>.
+C<is_str>, C<Test::Nginx::Socket::set_http_config_filter>, C<use_hup>
+(see L</HUP MODE>).
 Test::Base features: filters (C<eval>, C<chomp>, ...), C<--- ONLY>,
 C<--- SKIP>, C<--- LAST>.
 
@@ -2325,7 +2537,7 @@ C<TEST_NGINX_SLEEP>, C<TEST_NGINX_WORKER_USER> (else C<user root;> when run
 as root), C<TEST_NGINX_EVENT_TYPE>, C<TEST_NGINX_POSTPONE_OUTPUT>,
 C<TEST_NGINX_LD_PRELOAD>, C<TEST_NGINX_FAST_SHUTDOWN>,
 C<TEST_NGINX_CHECK_ACCUM_ERR_LOG>, C<TEST_NGINX_IGNORE_MISSING_DIRECTIVES>,
-C<TEST_NGINX_VERBOSE>.
+C<TEST_NGINX_VERBOSE>, C<TEST_NGINX_USE_HUP> (see L</HUP MODE>).
 
 Expanded in C<config>, C<http_config>, C<main_config>, C<post_main_config>,
 C<user_files>, C<tcp_listen>, requests and expected bodies:
@@ -2338,7 +2550,7 @@ other C<$TEST_NGINX_*> environment variable (an undefined one bails out).
 Configuration: C<config>, C<http_config>, C<main_config>,
 C<post_main_config>, C<server_name>, C<log_level>, C<error_log_file>,
 C<user_files>, C<init>, C<post_setup_server_root>, C<must_die> (with an
-optional exit code), C<suppress_stderr>.
+optional exit code), C<suppress_stderr>, C<reload_fails> (HUP mode).
 
 Requests: C<request> (string, or eval'd array of requests, each a string or
 an array of packets C<< {value => ..., delay_before => ...} >>),
@@ -2364,6 +2576,64 @@ C<tcp_no_close>.
 Skipping: C<skip_nginx>, C<skip_nginx2>, C<skip_openssl>, C<skip_eval>,
 C<todo>.
 
+=head2 HUP MODE
+
+With C<use_hup()> before C<run_tests()>, or C<TEST_NGINX_USE_HUP> set to a
+true value, nginx runs with C<master_process on> (whatever C<master_off()>
+says, as in the real module) and is not stopped at the end of a block:
+
+=over
+
+=item *
+
+The first block (and a block after one whose nginx was stopped) starts
+nginx as usual.
+
+=item *
+
+A later block with a C<--- config> gets a fresh F<conf/> and F<html/> (its
+C<user_files>), its nginx.conf is written and the master receives SIGHUP.
+The runner then waits until the reload has taken effect: as many new
+workers as C<workers()> asks for have finished their initialization and
+every process of the old generation has exited (so no old worker takes a
+connection of the block).  Everything is bounded (C<timeout()>, at least
+10s).  So the master, its pid and the shared memory zones that a reload
+keeps (same name, size and module) survive from one block to the next.
+
+=item *
+
+A block without C<--- config> keeps the running nginx as it is (no reload).
+
+=item *
+
+A configuration that nginx rejects on reload (it logs C<[emerg]> and keeps
+the previous configuration) fails the block with the C<[emerg]> lines and
+its requests are not sent; nginx keeps running for the next block.  With
+C<--- reload_fails> the rejection is expected: the block's requests are
+answered by the previous configuration and the C<[emerg]> lines do not
+fail it; a reload that succeeds then fails the block.
+
+=item *
+
+A C<--- must_die> block stops the running nginx and runs as usual; the next
+block starts nginx again.  The nginx of the last block is stopped at the
+end of the file, and C<[alert]>/C<[crit]>/C<[emerg]> lines it logs while
+shutting down fail that block.
+
+=item *
+
+Error log and access log checks see the lines logged since the block began
+(for a reloaded block this includes nginx's reload messages and the old
+workers' exit).  C<--- shutdown_error_log> and C<--- no_shutdown_error_log>
+are skipped (as in the real module: nginx does not shut down after the
+block).
+
+=back
+
+The real module instead checks that the reload took effect by polling an
+extra C<server_name Test-Nginx> server it adds to nginx.conf; this runner
+watches the processes and does not add that server.
+
 Assertions have the same names and are counted like in the real module
 (one per status code, header, body, log pattern ...; error log patterns are
 checked after every request of a block), so
@@ -2383,7 +2653,10 @@ of 1984, and the default server listens on C<127.0.0.1:PORT> only.
 nginx is started for each block and stopped (QUIT, then TERM/KILL of the
 master and its workers, waiting until they are gone) at the end of it.  A
 block without C<--- config> runs with the previous block's nginx.conf (the
-real module keeps the previous nginx running, with its log).
+real module keeps the previous nginx running, with its log).  In HUP mode
+nginx keeps running (see L</HUP MODE>); there a block without C<--- config>
+only sees its own lines of the logs (the real module's such block also sees
+the previous block's lines).
 
 =item *
 
@@ -2415,10 +2688,10 @@ name case-insensitively.  Headers are checked in the order written.
 
 =item *
 
-Not supported: HUP-reload, valgrind, stap, rr, check-leak and benchmark
+Not supported: valgrind, stap, rr, check-leak and benchmark
 modes, HTTP/2 and HTTP/3 (C<--- http2>/C<--- http3> fail the block), the
 UDP mock server (C<--- udp_*> fail the block), C<--- curl>,
-C<no_nginx_manager>, C<use_hup>, C<skip_slave>, C<TEST_NGINX_NO_CLEAN>,
+C<no_nginx_manager>, C<skip_slave>, C<TEST_NGINX_NO_CLEAN>,
 C<TEST_NGINX_ERROR_LOG>.
 
 =item *
