@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the pure-logic unit tests, the Test::Nginx suite with
-# nginx 1.28 (vendored), and the build for the system's own nginx (Debian 1.22) with the same
-# suite and a smoke test against it. Installs missing Debian packages when run as root.
+# nginx 1.28 (vendored), the end-to-end test with real Socket.IO servers and clients (t/e2e/run),
+# and the build for the system's own nginx (Debian 1.22) with the same suite and a smoke test
+# against it. Installs missing Debian packages when run as root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -57,6 +58,9 @@ if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
     stage "Test::Nginx compatible runner self-test" env TEST_NGINX_BINARY="$NGINX_128" t/compat/selftest/run
 fi
 stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGINX_128" "$MODULE_128"
+
+# Real Socket.IO 4 servers and clients through the module and through round robin (t/e2e).
+stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t/e2e/run
 
 # The system's nginx (Debian/Ubuntu package `nginx`), built with `nginx-dev`'s source tree.
 if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
