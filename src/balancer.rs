@@ -19,10 +19,10 @@ use ngx::ffi::{
 
 use crate::conf::{srv_conf, MemberKey, SrvConf};
 use crate::glue::{bytes, guard};
-use crate::logic::extract::KeyBuf;
+use crate::logic::extract::{scan_query, KeyBuf, QueryScan};
 use crate::logic::hash::{key_hash, log_tag};
 use crate::logic::ring::{Member, Ring};
-use crate::logic::sniff::{handshake_kind, Kind};
+use crate::logic::sniff::{handshake_shape, Kind};
 use crate::logic::table::peer_identity;
 use crate::request::{find_key, Found};
 
@@ -256,8 +256,9 @@ unsafe fn init_peer_inner(
         (*u).peer.get = Some(get_peer);
         (*pd).conf = conf;
 
+        let query = scan_query(bytes(&(*r).args), &conf.arg_names);
         let mut key = KeyBuf::default();
-        if let Found::Key = find_key(r, &conf.device_id, &mut key) {
+        if let Found::Key = find_key(r, &conf.device_id, &query, &mut key) {
             let k = key.as_bytes();
             (*pd).hash = key_hash(k);
             (*pd).has_key = true;
@@ -276,8 +277,8 @@ unsafe fn init_peer_inner(
             );
         }
 
-        find_learned(r, conf, &mut *pd);
-        if let Some(kind) = handshake_kind(bytes(&(*r).args), bytes(&(*r).uri)) {
+        find_learned(r, conf, &query, &mut key, &mut *pd);
+        if let Some(kind) = handshake_shape(query.eio, query.sid, bytes(&(*r).uri)) {
             (*pd).learn = 1 + kind as u8;
         }
 
@@ -290,13 +291,18 @@ unsafe fn init_peer_inner(
 ///
 /// # Safety
 /// `r` must be a valid request in the upstream phase.
-unsafe fn find_learned(r: *mut ngx_http_request_t, conf: &SrvConf, pd: &mut PeerData) {
+unsafe fn find_learned(
+    r: *mut ngx_http_request_t,
+    conf: &SrvConf,
+    query: &QueryScan,
+    sid: &mut KeyBuf,
+    pd: &mut PeerData,
+) {
     if conf.zone.is_null() || conf.sid.is_empty() {
         return;
     }
-    let mut sid = KeyBuf::default();
     // SAFETY: `r` is valid (see the caller).
-    if let Found::Nothing = unsafe { find_key(r, &conf.sid, &mut sid) } {
+    if let Found::Nothing = unsafe { find_key(r, &conf.sid, query, sid) } {
         return;
     }
     let sid = sid.as_bytes();

@@ -18,12 +18,15 @@ use regex::bytes::Regex;
 
 use crate::balancer::PeerCache;
 use crate::glue::{bytes, guard};
+use crate::logic::extract::MAX_ARGS;
 use crate::logic::params::{self, Source};
 use crate::logic::ring::Ring;
 
 /// A key source ready for run time (variables resolved to their index).
 pub enum KeySource {
-    Arg(Vec<u8>),
+    /// A query argument: its name and its slot in the request's one-pass query scan (none when
+    /// the directive names more than `extract::MAX_ARGS` arguments).
+    Arg(Vec<u8>, Option<usize>),
     Cookie(Vec<u8>),
     Header(Vec<u8>),
     Path,
@@ -45,6 +48,8 @@ pub struct SrvConf {
     pub enabled: bool,
     pub sid: Vec<KeySource>,
     pub device_id: Vec<KeySource>,
+    /// Distinct names of the `arg:` sources, looked for in one pass over the query string.
+    pub arg_names: Vec<Vec<u8>>,
     /// Built by `init_upstream`; `members` maps identities to ring member indices (several
     /// for repeated `server` lines).
     pub ring: Option<Ring>,
@@ -63,6 +68,7 @@ impl Default for SrvConf {
             enabled: false,
             sid: Vec::new(),
             device_id: Vec::new(),
+            arg_names: Vec::new(),
             ring: None,
             members: HashMap::new(),
             cache: UnsafeCell::default(),
@@ -127,11 +133,11 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
         Ok(p) => p,
         Err(e) => return conf_error(cf, &e.to_string()),
     };
-    conf.sid = match resolve_sources(cf, parsed.sid) {
+    conf.sid = match resolve_sources(cf, parsed.sid, &mut conf.arg_names) {
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
-    conf.device_id = match resolve_sources(cf, parsed.device_id) {
+    conf.device_id = match resolve_sources(cf, parsed.device_id, &mut conf.arg_names) {
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
@@ -180,12 +186,26 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
 
 /// Turns parsed sources into run-time sources; variables get their index now, and nginx
 /// reports unknown variables itself ("unknown "x" variable") when it checks them.
-fn resolve_sources(cf: *mut ngx_conf_t, sources: Vec<Source>) -> Option<Vec<KeySource>> {
+fn resolve_sources(
+    cf: *mut ngx_conf_t,
+    sources: Vec<Source>,
+    arg_names: &mut Vec<Vec<u8>>,
+) -> Option<Vec<KeySource>> {
     sources
         .into_iter()
         .map(|s| {
             Some(match s {
-                Source::Arg(n) => KeySource::Arg(n),
+                Source::Arg(n) => {
+                    let slot = match arg_names.iter().position(|a| a.eq_ignore_ascii_case(&n)) {
+                        Some(i) => Some(i),
+                        None if arg_names.len() < MAX_ARGS => {
+                            arg_names.push(n.clone());
+                            Some(arg_names.len() - 1)
+                        }
+                        None => None,
+                    };
+                    KeySource::Arg(n, slot)
+                }
                 Source::Cookie(n) => KeySource::Cookie(n),
                 Source::Header(n) => KeySource::Header(n),
                 Source::Path => KeySource::Path,

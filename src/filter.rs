@@ -70,7 +70,20 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
     }
 }
 
+/// Whether the request has the module's context (it went through the balancer): the only
+/// test that responses of other requests pay.
+#[inline]
+unsafe fn has_context(r: *mut ngx_http_request_t) -> bool {
+    // SAFETY: `ctx` has one slot per HTTP module.
+    unsafe { !(*(*r).ctx.add(crate::ctx_index())).is_null() }
+}
+
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request.
+    if !unsafe { has_context(r) } {
+        // SAFETY: passing the response on, unchanged.
+        return unsafe { next_header(r) };
+    }
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
     // SAFETY: `r` is valid; a contained panic only skips learning.
@@ -80,6 +93,12 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request; the look is set only on requests with a context.
+    let looking = unsafe { request_data_mut(r) }.is_some_and(|pd| !pd.look.is_null());
+    if !looking {
+        // SAFETY: passing the response on, unchanged.
+        return unsafe { next_body(r, chain) };
+    }
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
     // SAFETY: `r` and `chain` are valid; a contained panic only skips learning.

@@ -5,7 +5,7 @@ use ngx::ffi::{ngx_http_get_indexed_variable, ngx_http_request_t, ngx_list_t, ng
 
 use crate::conf::KeySource;
 use crate::glue::bytes;
-use crate::logic::extract::{self, KeyBuf};
+use crate::logic::extract::{self, KeyBuf, QueryScan};
 use crate::logic::params::uri_capture;
 
 /// What the sources gave.
@@ -17,12 +17,15 @@ pub enum Found {
 }
 
 /// Tries `sources` in order; the first non-empty value that fits is decoded into `out`.
+/// `query` is the request's one-pass scan of its query string for the configuration's
+/// `arg_names`.
 ///
 /// # Safety
 /// `r` must be a valid request in the upstream phase.
 pub unsafe fn find_key(
     r: *mut ngx_http_request_t,
     sources: &[KeySource],
+    query: &QueryScan,
     out: &mut KeyBuf,
 ) -> Found {
     for source in sources {
@@ -30,9 +33,11 @@ pub unsafe fn find_key(
         // request (and its pool) is alive, and not kept.
         let stored = unsafe {
             match source {
-                KeySource::Arg(name) => {
-                    extract::query_arg(bytes(&(*r).args), name).map(|v| out.set_decoded(v))
+                KeySource::Arg(name, slot) => match slot {
+                    Some(i) => query.values.get(*i).copied().flatten(),
+                    None => extract::query_arg(bytes(&(*r).args), name),
                 }
+                .map(|v| out.set_decoded(v)),
                 KeySource::Cookie(name) => header_values(r, b"cookie")
                     .find_map(|h| extract::cookie(h, name))
                     .map(|v| out.set_decoded(v)),

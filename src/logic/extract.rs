@@ -44,7 +44,7 @@ impl KeyBuf {
     /// Stores `raw` percent-decoded. `%XY` with two hex digits becomes one byte; any other `%`
     /// is kept literally; `+` is kept (it is not a space outside HTML forms).
     pub fn set_decoded(&mut self, raw: &[u8]) -> Result<(), Rejected> {
-        if !raw.contains(&b'%') {
+        if find_byte(raw, b'%').is_none() {
             return self.set_raw(raw);
         }
         let mut out = 0usize;
@@ -89,6 +89,135 @@ pub fn query_arg<'a>(args: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         let (k, v) = split_once(pair, b'=')?;
         (!v.is_empty() && k.eq_ignore_ascii_case(name)).then_some(v)
     })
+}
+
+/// Most distinct query argument names that one [`scan_query`] pass looks for.
+pub const MAX_ARGS: usize = 8;
+
+/// What one pass over a query string found.
+#[derive(Debug, Default)]
+pub struct QueryScan<'a> {
+    /// The first non-empty value of each wanted name, in the order of the names.
+    pub values: [Option<&'a [u8]>; MAX_ARGS],
+    /// There is an `EIO=` argument (name matched exactly, any value).
+    pub eio: bool,
+    /// There is a non-empty `sid=` argument (name matched exactly).
+    pub sid: bool,
+}
+
+/// One pass over `args` (the query string without `?`) that finds, for each of `names` (at
+/// most [`MAX_ARGS`]; more are ignored), the value [`query_arg`] would give, and whether the
+/// request looks like an Engine.IO request with or without a session id.
+pub fn scan_query<'a, N: AsRef<[u8]>>(args: &'a [u8], names: &[N]) -> QueryScan<'a> {
+    let mut scan = QueryScan::default();
+    // The separators `&` and `=` are found eight bytes per step; each pair is then looked at
+    // once: `start..end` with its first `=` at `eq`.
+    let mut start = 0usize;
+    let mut eq = usize::MAX;
+    let mut base = 0usize;
+    let mut chunks = args.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let mut marks = bytes_equal(w, b'&') | bytes_equal(w, b'=');
+        while marks != 0 {
+            let shift = marks.trailing_zeros() & !7;
+            let pos = base + (shift / 8) as usize;
+            if (w >> shift) as u8 == b'&' {
+                scan.pair(args, start, eq, pos, names);
+                start = pos + 1;
+                eq = usize::MAX;
+            } else if eq == usize::MAX {
+                eq = pos;
+            }
+            marks &= marks - 1;
+        }
+        base += 8;
+    }
+    for (i, &c) in chunks.remainder().iter().enumerate() {
+        let pos = base + i;
+        if c == b'&' {
+            scan.pair(args, start, eq, pos, names);
+            start = pos + 1;
+            eq = usize::MAX;
+        } else if c == b'=' && eq == usize::MAX {
+            eq = pos;
+        }
+    }
+    scan.pair(args, start, eq, args.len(), names);
+    scan
+}
+
+impl<'a> QueryScan<'a> {
+    /// One `name=value` pair of `args`: `start..end`, `=` at `eq` (`usize::MAX`: none).
+    #[inline]
+    fn pair<N: AsRef<[u8]>>(
+        &mut self,
+        args: &'a [u8],
+        start: usize,
+        eq: usize,
+        end: usize,
+        names: &[N],
+    ) {
+        if eq >= end {
+            return;
+        }
+        let (Some(k), Some(v)) = (args.get(start..eq), args.get(eq + 1..end)) else {
+            return;
+        };
+        match k {
+            b"EIO" => self.eio = true,
+            b"sid" if !v.is_empty() => self.sid = true,
+            _ => {}
+        }
+        if v.is_empty() {
+            return;
+        }
+        for (slot, name) in self.values.iter_mut().zip(names) {
+            let name = name.as_ref();
+            if slot.is_none() && k.len() == name.len() && k.eq_ignore_ascii_case(name) {
+                *slot = Some(v);
+            }
+        }
+    }
+}
+
+/// A word with the high bit set in exactly the bytes of `w` equal to `b`.
+#[inline]
+fn bytes_equal(w: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ 0x0101_0101_0101_0101u64.wrapping_mul(u64::from(b));
+    // A byte of `x` is zero iff neither its low seven bits nor its high bit are set; adding
+    // 0x7f to the low seven bits cannot carry into the next byte.
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// The position of the first `needle` in `hay`, eight bytes per step (no allocation, no
+/// unsafe; for the short strings of a request it beats a call into `memchr`).
+#[inline]
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // The lowest byte of `x` that is zero is the first match (borrows only run upwards).
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == needle)
+        .map(|i| base + i)
 }
 
 /// The first non-empty value of cookie `name` in one `Cookie` header value. Pairs are split
@@ -285,5 +414,68 @@ mod tests {
             socketio09_sid(b"/\xff/1/websocket/\xfe"),
             Some(&b"\xfe"[..])
         );
+    }
+
+    #[test]
+    fn find_byte_agrees_with_position() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..80usize {
+            for _ in 0..50 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        [b'a', b'&', b'%', 0x80, 0x00, 0xff, b'='][(x % 7) as usize]
+                    })
+                    .collect();
+                for needle in [b'&', b'%', b'=', 0x80, 0x00, 0xff, b'z'] {
+                    assert_eq!(
+                        find_byte(&hay, needle),
+                        hay.iter().position(|&c| c == needle),
+                        "{hay:?} {needle}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_scan_agrees_with_query_arg() {
+        let names = [&b"sid"[..], b"device_id", b"X", b"t"];
+        let cases: [&[u8]; 12] = [
+            b"",
+            b"EIO=4&transport=polling&sid=abc",
+            b"EIO=4&transport=polling&t=Nx1",
+            b"sid=&SID=up&device_id=7&device_id=8",
+            b"&&=&x&X=1&x=2",
+            b"sid",
+            b"EIO&sid=1",
+            b"eio=4&Sid=2",
+            b"a=b=c&t==&t=3",
+            b"device_id=%41%42&sid=a%2Bb",
+            b"x=1&x=&X=",
+            b"EIO=3&j=0&sid=",
+        ];
+        for args in cases {
+            let scan = scan_query(args, &names);
+            for (i, name) in names.iter().enumerate() {
+                assert_eq!(scan.values[i], query_arg(args, name), "{args:?} {name:?}");
+            }
+        }
+        let flags = |a: &[u8]| {
+            let s = scan_query::<&[u8]>(a, &[]);
+            (s.eio, s.sid)
+        };
+        assert_eq!(flags(b"EIO=4&transport=polling"), (true, false));
+        assert_eq!(flags(b"EIO=4&sid=x"), (true, true));
+        assert_eq!(flags(b"EIO=4&sid="), (true, false));
+        assert_eq!(flags(b"EIO&sid"), (false, false));
+        assert_eq!(flags(b"eio=4&SID=x"), (false, false));
+        // More names than slots: the extra ones are not looked for.
+        let many: Vec<Vec<u8>> = (0..12).map(|i| format!("n{i}").into_bytes()).collect();
+        let scan = scan_query(b"n0=a&n11=b", &many);
+        assert_eq!(scan.values[0], Some(&b"a"[..]));
+        assert!(scan.values[1..].iter().all(Option::is_none));
     }
 }

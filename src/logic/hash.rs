@@ -42,10 +42,23 @@ pub fn log_tag(bytes: &[u8]) -> u32 {
     (hash64(0x5eed_10c5, bytes) >> 32) as u32
 }
 
-/// SipHash-2-4 with the 128-bit key `(k0, k1)`: the keyed digest of session ids in the shared
-/// table. Without the key (random per zone) nobody can choose ids that collide or that pile up
-/// in one bucket.
+/// SipHash-1-3 with the 128-bit key `(k0, k1)` (the variant Rust's own `HashMap` uses against
+/// hash flooding): the keyed digest of session ids in the shared table. Without the key (random
+/// per zone) nobody can choose ids that collide or that pile up in one bucket.
+#[inline]
+pub fn siphash13(k0: u64, k1: u64, msg: &[u8]) -> u64 {
+    siphash::<1, 3>(k0, k1, msg)
+}
+
+/// SipHash-2-4, the reference variant (its published vectors check the shared core).
+#[cfg(test)]
 pub fn siphash24(k0: u64, k1: u64, msg: &[u8]) -> u64 {
+    siphash::<2, 4>(k0, k1, msg)
+}
+
+/// SipHash-c-d.
+#[inline]
+fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {
     let mut v = [
         k0 ^ 0x736f_6d65_7073_6575,
         k1 ^ 0x646f_7261_6e64_6f6d,
@@ -56,7 +69,7 @@ pub fn siphash24(k0: u64, k1: u64, msg: &[u8]) -> u64 {
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        sip_block(&mut v, u64::from_le_bytes(w));
+        sip_block::<C>(&mut v, u64::from_le_bytes(w));
     }
     let rest = chunks.remainder();
     let mut w = [0u8; 8];
@@ -64,19 +77,20 @@ pub fn siphash24(k0: u64, k1: u64, msg: &[u8]) -> u64 {
         *d = *s;
     }
     w[7] = msg.len() as u8;
-    sip_block(&mut v, u64::from_le_bytes(w));
+    sip_block::<C>(&mut v, u64::from_le_bytes(w));
     v[2] ^= 0xff;
-    for _ in 0..4 {
+    for _ in 0..D {
         sip_round(&mut v);
     }
     v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 #[inline]
-fn sip_block(v: &mut [u64; 4], m: u64) {
+fn sip_block<const C: usize>(v: &mut [u64; 4], m: u64) {
     v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
+    for _ in 0..C {
+        sip_round(v);
+    }
     v[0] ^= m;
 }
 
@@ -118,6 +132,19 @@ mod tests {
         assert_eq!(siphash24(k0, k1, &msg[..0]), 0x726f_db47_dd0e_0e31);
         assert_eq!(siphash24(k0, k1, &msg[..1]), 0x74f8_39c5_93dc_67fd);
         assert_eq!(siphash24(k0, k1, &msg[..15]), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn siphash13_matches_std_hashmap_hasher() {
+        // std's `DefaultHasher::new()` is SipHash-1-3 with a zero key, fed the raw bytes.
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::Hasher;
+        for len in 0..64usize {
+            let msg: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            let mut h = DefaultHasher::new();
+            h.write(&msg);
+            assert_eq!(siphash13(0, 0, &msg), h.finish(), "len {len}");
+        }
     }
 
     #[test]

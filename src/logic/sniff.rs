@@ -32,21 +32,15 @@ pub enum Kind {
 /// [`Kind::Legacy09`]: the path is `/<resource>/1/`: it ends with `/1/` and has a non-empty
 /// segment before the `1` (`/socket.io/1/`, `/chat/io/1/`; not `/1/`). Anything from a `?` on
 /// is ignored, should a path with its query be passed.
+#[cfg(test)]
 pub fn handshake_kind(args: &[u8], uri: &[u8]) -> Option<Kind> {
-    let mut eio = false;
-    let mut sid = false;
-    for pair in args.split(|&c| c == b'&') {
-        let Some(eq) = pair.iter().position(|&c| c == b'=') else {
-            continue;
-        };
-        let name = pair.get(..eq).unwrap_or(&[]);
-        let value = pair.get(eq + 1..).unwrap_or(&[]);
-        if name == b"EIO" {
-            eio = true;
-        } else if name == b"sid" && !value.is_empty() {
-            sid = true;
-        }
-    }
+    let scan = super::extract::scan_query::<&[u8]>(args, &[]);
+    handshake_shape(scan.eio, scan.sid, uri)
+}
+
+/// [`handshake_kind`] from the facts a query scan (`extract::scan_query`) found: an `EIO`
+/// argument, a non-empty `sid` argument.
+pub fn handshake_shape(eio: bool, sid: bool, uri: &[u8]) -> Option<Kind> {
     if eio {
         return (!sid).then_some(Kind::EngineIo);
     }

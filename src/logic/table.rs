@@ -5,11 +5,11 @@
 //! a [`Header`], then `nbuckets` bucket heads (`u32`), then `capacity` [`Entry`]s of 32 bytes.
 //! There is one bucket per entry, so chains stay short. Entries sit on two lists: their
 //! bucket's chain (`hnext`) and one doubly linked recency list (`prev`/`next`, most recently
-//! used at `head`). Unused entries are handed out in order (`used`), freed ones go on a free
+//! used at `head`, at a resolution of one second). Unused entries are handed out in order (`used`), freed ones go on a free
 //! list (through `hnext`). When every entry is taken the least recently used one is reused, so
 //! inserting never fails.
 //!
-//! The key is a 64-bit SipHash-2-4 of the session id under a random 128-bit key chosen when
+//! The key is a 64-bit SipHash-1-3 of the session id under a random 128-bit key chosen when
 //! the zone is created; the id itself is never stored. With `n` entries, the chance that an
 //! unknown id matches some entry is about `n / 2^64` per lookup (5e-14 at a million entries)
 //! and the chance that two live ids share a digest is about `n^2 / 2^65` (3e-8 at a million).
@@ -17,12 +17,12 @@
 //! Every walk is bounded and every index is checked, so a corrupted block (a worker killed in
 //! the middle of an update) gives wrong answers at worst, never a crash or an endless loop.
 
-use super::hash::siphash24;
+use super::hash::siphash13;
 
 /// "No entry".
 pub const NIL: u32 = u32::MAX;
 /// Format tag of the block; a zone kept over a reload is reused only when it matches.
-pub const MAGIC: u64 = 0x736f_636b_7374_0001;
+pub const MAGIC: u64 = 0x736f_636b_7374_0002;
 /// Longest bucket chain walked; chains of random digests are far shorter.
 const MAX_CHAIN: usize = 64;
 
@@ -187,7 +187,7 @@ impl<'a> Table<'a> {
     /// The keyed digest of a session id.
     #[inline]
     pub fn digest(&self, sid: &[u8]) -> u64 {
-        siphash24(self.hdr.key[0], self.hdr.key[1], sid)
+        siphash13(self.hdr.key[0], self.hdr.key[1], sid)
     }
 
     #[cfg(test)]
@@ -364,11 +364,16 @@ impl<'a> Table<'a> {
         self.hdr.count = self.hdr.count.saturating_sub(1);
     }
 
-    /// Marks an entry used now: it becomes the most recently used.
+    /// Marks an entry used now: it becomes the most recently used. Recency has a resolution of
+    /// one second: an entry already used in this second keeps its place.
     fn touch(&mut self, index: u32, now: u32) {
-        if let Some(e) = self.entries.get_mut(index as usize) {
-            e.last = now;
+        let Some(e) = self.entries.get_mut(index as usize) else {
+            return;
+        };
+        if e.last == now {
+            return;
         }
+        e.last = now;
         if self.hdr.head != index {
             self.unlink(index);
             self.push_front(index);
