@@ -1,0 +1,1011 @@
+#!/usr/bin/env python3
+"""Benchmarks of the socketio_sticky balancer; run through bench/callgrind or bench/density.
+
+Modes:
+  (default)        callgrind: nginx instructions (Ir) per proxied request for round robin and
+                   for socketio_sticky (learned-sid hit, request without a key, handshake),
+                   with 1,000 and 1,000,000 learned sessions in the zone; then the density
+                   of a 1 MiB zone.
+  --density-only   only the density of a 1 MiB zone (no valgrind).
+  --quick          no valgrind, small counts: checks that every row behaves (learned hits come
+                   back `learned` from the backend that minted the sid, the fill learns, the
+                   density is plausible); exits non-zero on any failure.
+
+Everything listens on 127.0.0.1 on free ports and lives in a temporary directory that is
+removed on exit; the processes started here are stopped by their pid.
+"""
+
+import argparse
+import atexit
+import glob
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_SO = os.path.join(ROOT, "target", "release",
+                         "libngx_http_upstream_socketio_sticky_module.so")
+
+HANDSHAKE_QS = "EIO=4&transport=polling"
+SID_RE = re.compile(rb'0\{"sid":"([^"]+)"')
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def log(msg):
+    print("==> " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def vendored_nginx():
+    cands = glob.glob(os.path.join(ROOT, "target", "release", "build", "nginx-sys-*", "out",
+                                   "objs", "nginx"))
+    if not cands:
+        sys.exit("error: no vendored nginx; run: cargo build --release --features vendored")
+    return max(cands, key=os.path.getmtime)
+
+
+class Checks:
+    """Pass/fail bookkeeping for the closing line."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.failures = []
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append(what)
+            print("FAILED: " + what, file=sys.stderr, flush=True)
+        return ok
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP/1.1 client over one keep-alive connection (requests may be pipelined)
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class Conn:
+    def __init__(self, port, timeout=120):
+        self.port = port
+        self.timeout = timeout
+        self.sock = None
+        self.buf = b""
+        self.pos = 0
+        self.connect()
+
+    def connect(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.pos = 0
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    @staticmethod
+    def encode(path):
+        return ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("connection closed by nginx")
+        if self.pos > 65536:
+            self.buf = self.buf[self.pos:] + chunk
+            self.pos = 0
+        else:
+            self.buf += chunk
+
+    def _until(self, sep, start):
+        """Index (absolute) of `sep` at or after `start`, reading more as needed."""
+        while True:
+            i = self.buf.find(sep, start)
+            if i >= 0:
+                return i
+            start = max(start - self.pos, len(self.buf) - self.pos - len(sep))
+            self._fill()
+            start += self.pos
+
+    def _need(self, end):
+        """Reads until `end` (absolute, relative to the current `pos`) bytes are there."""
+        while len(self.buf) < end:
+            off = end - self.pos
+            self._fill()
+            end = self.pos + off
+        return end
+
+    def read(self):
+        """One response: status, headers (lower-case names), body (de-chunked)."""
+        end = self._until(b"\r\n\r\n", self.pos)
+        head = self.buf[self.pos:end].decode("latin-1").split("\r\n")
+        self.pos = end + 4
+        status = int(head[0].split(" ", 2)[1])
+        headers = {}
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            self._need(self.pos + n)
+            body = self.buf[self.pos:self.pos + n]
+            self.pos += n
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                e = self._until(b"\r\n", self.pos)
+                size = int(self.buf[self.pos:e].split(b";")[0], 16)
+                self.pos = e + 2
+                self._need(self.pos + size + 2)
+                parts.append(self.buf[self.pos:self.pos + size])
+                self.pos += size + 2
+                if size == 0:
+                    break
+            body = b"".join(parts)
+        else:
+            body = b""
+        return Response(status, headers, body)
+
+    def get(self, path):
+        self.send(self.encode(path))
+        return self.read()
+
+    def pipeline(self, paths):
+        self.send(b"".join(self.encode(p) for p in paths))
+        return [self.read() for _ in paths]
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, **kw):
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGQUIT, wait=60):
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.procs)):
+            try:
+                self.stop(p, signal.SIGTERM, 20)
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+
+def wait_port(port, proc, what, deadline=120):
+    t0 = time.time()
+    while time.time() - t0 < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with status %s" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("%s does not listen on port %d" % (what, port))
+
+
+
+# --------------------------------------------------------------------------------------------
+# nginx configurations
+
+BACKEND_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+{user}
+error_log {dir}/backend-error.log warn;
+pid {dir}/backend.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    default_type text/plain;
+    # A handshake (EIO and no sid) mints a new session id each time; anything else gets "ok".
+    map "$arg_EIO:$arg_sid" $handshake {{
+        "~^[^:]+:$" 1;
+        default 0;
+    }}
+{servers}
+}}
+"""
+
+BACKEND_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            add_header X-Backend {port};
+            if ($handshake) {{
+                return 200 '0{{"sid":"$request_id","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}}';
+            }}
+            return 200 'ok';
+        }}
+    }}
+"""
+
+FRONT_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+{user}
+load_module {module};
+error_log {dir}/front-error.log warn;
+pid {dir}/front.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    default_type text/plain;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    log_format status '$socketio_sticky_status';
+
+    upstream rr {{
+{servers}
+        keepalive 16;
+        keepalive_requests 100000000;
+    }}
+    upstream sticky {{
+        socketio_sticky zone=bench:{zone_size} timeout=1d;
+{servers}
+        keepalive 16;
+        keepalive_requests 100000000;
+    }}
+    upstream dens {{
+        socketio_sticky zone=dens:1m timeout=1d;
+{servers}
+        keepalive 16;
+        keepalive_requests 100000000;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port};
+        # Measured: nothing but the proxying.
+        location /rr/ {{ proxy_pass http://rr; }}
+        location /sticky/ {{ proxy_pass http://sticky; }}
+        # Checks: the same upstreams, the status in a header. (A handshake shows `fallback`
+        # here: the header leaves before the body that teaches the sid is seen.)
+        location /v/rr/ {{
+            proxy_pass http://rr;
+            add_header X-Status $socketio_sticky_status always;
+        }}
+        location /v/sticky/ {{
+            proxy_pass http://sticky;
+            add_header X-Status $socketio_sticky_status always;
+        }}
+        location /v/dens/ {{
+            proxy_pass http://dens;
+            add_header X-Status $socketio_sticky_status always;
+        }}
+        # Fill: handshakes into the `sticky` zone; the log counts those that taught a sid.
+        location /fill/ {{
+            proxy_pass http://sticky;
+            access_log {dir}/fill.log status buffer=256k flush=50ms;
+        }}
+    }}
+}}
+"""
+
+
+def write_configs(d, backend_ports, front_port, zone_size):
+    user = "user root;" if os.geteuid() == 0 else ""
+    servers = "".join("        server 127.0.0.1:%d;\n" % p for p in backend_ports)
+    with open(os.path.join(d, "backend.conf"), "w") as f:
+        f.write(BACKEND_CONF.format(
+            user=user, dir=d,
+            servers="".join(BACKEND_SERVER.format(port=p) for p in backend_ports)))
+    with open(os.path.join(d, "front.conf"), "w") as f:
+        f.write(FRONT_CONF.format(user=user, dir=d, module=MODULE_SO, servers=servers,
+                                  port=front_port, zone_size=zone_size))
+
+
+# --------------------------------------------------------------------------------------------
+# the bench
+
+
+def handshake(prefix):
+    return "/%s/socket.io/?%s" % (prefix, HANDSHAKE_QS)
+
+
+def polling(prefix, sid):
+    return "/%s/socket.io/?%s&sid=%s" % (prefix, HANDSHAKE_QS, sid)
+
+
+class Bench:
+    def __init__(self, args, checks):
+        self.args = args
+        self.checks = checks
+        self.valgrind = args.mode == "full"
+        self.dir = tempfile.mkdtemp(prefix="socketio-sticky-bench-")
+        os.makedirs(os.path.join(self.dir, "logs"))
+        self.procs = Procs()
+        self.backend_ports = [free_port() for _ in range(args.backends)]
+        self.front_port = free_port()
+        self.front = None
+        self.fill_log_seen = 0
+        self.learned = 0          # sessions taught to the `sticky` zone so far
+        self.dumps = {}           # label -> dump file
+        self.minted = []          # (sid, backend) of the handshakes of the last measurement
+        self.mc = None            # the measuring connection
+        self.timeline = []
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def start(self):
+        nginx = vendored_nginx()
+        write_configs(self.dir, self.backend_ports, self.front_port, self.args.zone_size)
+        with open(os.path.join(self.dir, "backend.out"), "w") as out:
+            be = self.procs.start([nginx, "-p", self.dir, "-c",
+                                   os.path.join(self.dir, "backend.conf")],
+                                  stdout=out, stderr=subprocess.STDOUT)
+        argv = [nginx, "-p", self.dir, "-c", os.path.join(self.dir, "front.conf")]
+        if self.valgrind:
+            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    "--dump-line=no", "--dump-instr=no",
+                    "--log-file=" + os.path.join(self.dir, "valgrind.log"),
+                    "--callgrind-out-file=" + os.path.join(self.dir, "callgrind.out")] + argv
+        with open(os.path.join(self.dir, "front.out"), "w") as out:
+            self.front = self.procs.start(argv, stdout=out, stderr=subprocess.STDOUT)
+        for p in self.backend_ports:
+            wait_port(p, be, "backend nginx")
+        wait_port(self.front_port, self.front, "front nginx")
+
+    def stop(self):
+        self.procs.stop_all()
+
+    def cleanup(self):
+        self.stop()
+        if not os.path.isdir(self.dir):
+            return
+        if self.args.keep:
+            if not getattr(self, "kept", False):
+                log("kept " + self.dir)
+            self.kept = True
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- callgrind control -------------------------------------------------------------------
+
+    def ctl(self, *argv):
+        r = subprocess.run(["callgrind_control"] + list(argv) + [str(self.front.pid)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                           check=False)
+        out = r.stdout.decode(errors="replace")
+        if r.returncode != 0 or "OK" not in out:
+            raise RuntimeError("callgrind_control %s failed: %s" % (" ".join(argv), out))
+
+    def instrument(self, on):
+        if self.valgrind:
+            self.ctl("-i", "on" if on else "off")
+
+    def dump_files(self):
+        return set(glob.glob(os.path.join(self.dir, "callgrind.out.*")))
+
+    @staticmethod
+    def dump_total(path):
+        total = None
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("totals:") or (total is None and line.startswith("summary:")):
+                    total = int(line.split()[1])
+        if total is None:
+            raise RuntimeError("no totals in " + path)
+        return total
+
+    # -- fills and checks --------------------------------------------------------------------
+
+    def fill_log_count(self, expect):
+        """`new` lines the fill log gained since the last call (waits for nginx's flush)."""
+        path = os.path.join(self.dir, "fill.log")
+        deadline = time.time() + 30
+        while True:
+            with open(path, "rb") as f:
+                f.seek(self.fill_log_seen)
+                data = f.read()
+            lines = data.count(b"\n")
+            if lines >= expect or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.fill_log_seen += len(data)
+        return data.count(b"new\n"), lines
+
+    def fill(self, n, sample=0):
+        """Teaches `n` sessions to the `sticky` zone with pipelined handshakes over a few
+        connections; returns `sample` (sid, backend) pairs picked uniformly among them."""
+        if n <= 0:
+            return []
+        t0 = time.time()
+        conns = min(self.args.fill_conns, max(1, n // 1000))
+        picks = set(random.sample(range(n), min(sample, n)))
+        got = []
+        parsed = [0] * conns
+        errors = []
+        per = [(n * i // conns, n * (i + 1) // conns) for i in range(conns)]
+        batch = self.args.fill_batch
+        path = Conn.encode(handshake("fill"))
+
+        end_mark = b'"pingTimeout":20000}'
+        backend_re = re.compile(rb"\r\nX-Backend: (\d+)\r\n")
+
+        def work(i):
+            # Responses are counted and parsed in bulk: each ends with the handshake body's
+            # last member and carries one X-Backend header and one sid, in order.
+            lo, hi = per[i]
+            try:
+                c = Conn(self.front_port, timeout=120)
+                k = lo
+                while k < hi:
+                    m = min(batch, hi - k)
+                    c.send(path * m)
+                    data = b""
+                    seen = 0
+                    while seen < m:
+                        chunk = c.sock.recv(1 << 20)
+                        if not chunk:
+                            raise ConnectionError("connection closed by nginx")
+                        data += chunk
+                        seen = data.count(end_mark)
+                    if seen != m or not data.endswith(end_mark):
+                        raise RuntimeError("unexpected response bytes: %r" % data[-200:])
+                    sids = SID_RE.findall(data)
+                    backends = backend_re.findall(data)
+                    if len(sids) != m or len(backends) != m or data.count(b"HTTP/1.1 200 ") != m:
+                        raise RuntimeError("%d responses, %d sids, %d backends"
+                                           % (m, len(sids), len(backends)))
+                    parsed[i] += m
+                    for j in range(m):
+                        if k + j in picks:
+                            got.append((sids[j].decode(), backends[j].decode()))
+                    k += m
+                c.close()
+            except Exception as e:  # noqa: BLE001 - reported as a failed check
+                errors.append("fill connection %d: %s" % (i, e))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        dt = time.time() - t0
+        new, lines = self.fill_log_count(n)
+        self.learned += new
+        log("fill: %d handshakes in %.1fs (%.0f/s), %d learned (`new` in the log)"
+            % (sum(parsed), dt, sum(parsed) / max(dt, 1e-9), new))
+        self.timeline.append(("fill %d" % n, dt))
+        self.checks.check(not errors, "fill of %d without errors (%s)" % (n, errors[:3]))
+        self.checks.check(sum(parsed) == n and new == n and lines == n,
+                          "fill of %d: %d handshakes answered, %d log lines, %d `new`"
+                          % (n, sum(parsed), lines, new))
+        random.shuffle(got)
+        return got
+
+    def verify_learned(self, pairs, what):
+        """Every (sid, backend) comes back `learned`, from the backend that minted it."""
+        c = Conn(self.front_port)
+        bad = []
+        for i in range(0, len(pairs), 200):
+            chunk = pairs[i:i + 200]
+            for (sid, backend), r in zip(chunk, c.pipeline([polling("v/sticky", s)
+                                                            for s, _ in chunk])):
+                st = r.headers.get("x-status")
+                if r.status != 200 or st != "learned" or r.headers.get("x-backend") != backend:
+                    bad.append((sid, r.status, st, r.headers.get("x-backend"), backend))
+        c.close()
+        self.checks.check(not bad and pairs, "%s: %d of %d sample sessions come back `learned` "
+                          "from their backend (first bad: %s)"
+                          % (what, len(pairs) - len(bad), len(pairs), bad[:2]))
+
+    def verify_statuses(self):
+        """The status of each kind of request, through the /v/ locations."""
+        c = Conn(self.front_port)
+        r = c.get(polling("v/rr", "x" * 32))
+        self.checks.check(r.status == 200 and not r.headers.get("x-status"),
+                          "round robin: no status (got %r)" % r.headers.get("x-status"))
+        r = c.get("/v/sticky/health")
+        self.checks.check(r.status == 200 and r.headers.get("x-status") == "fallback",
+                          "no key: `fallback` (got %r)" % r.headers.get("x-status"))
+        r = c.get(polling("v/sticky", "%032x" % random.getrandbits(128)))
+        self.checks.check(r.status == 200 and r.headers.get("x-status") == "fallback",
+                          "unknown sid: `fallback` (got %r)" % r.headers.get("x-status"))
+        # A handshake teaches its sid: the next request with it is `learned`, same backend.
+        pairs = []
+        for _ in range(20):
+            r = c.get(handshake("v/sticky"))
+            m = SID_RE.match(r.body)
+            if m:
+                pairs.append((m.group(1).decode(), r.headers.get("x-backend")))
+        self.learned += len(pairs)
+        self.checks.check(len(pairs) == 20, "handshakes answered with a sid (%d of 20)"
+                          % len(pairs))
+        backends = {b for _, b in pairs}
+        self.checks.check(len(backends) == len(self.backend_ports),
+                          "handshakes are spread over all %d backends (%d)"
+                          % (len(self.backend_ports), len(backends)))
+        c.close()
+        self.verify_learned(pairs, "handshake then polling")
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def measure(self, label, paths, n, expect_backend=None, expect_sid=False):
+        """Ir of the front nginx for exactly `n` requests (cycling over `paths`), per request.
+        Without valgrind: only the responses are checked and None is returned."""
+        c = self.mc
+        for p in paths[:self.args.warmup] if len(paths) >= self.args.warmup else \
+                [paths[i % len(paths)] for i in range(self.args.warmup)]:
+            c.get(p)
+        before = self.dump_files()
+        if self.valgrind:
+            self.ctl("-z")
+        t0 = time.time()
+        bad = []
+        self.minted = []
+        for i in range(n):
+            k = i % len(paths)
+            r = c.get(paths[k])
+            if r.status != 200:
+                bad.append((paths[k], r.status))
+            elif expect_backend is not None and r.headers.get("x-backend") != expect_backend[k]:
+                bad.append((paths[k], r.headers.get("x-backend"), expect_backend[k]))
+            elif expect_sid:
+                sid = SID_RE.match(r.body)
+                if sid is None:
+                    bad.append((paths[k], r.body[:60]))
+                else:
+                    self.minted.append((sid.group(1).decode(), r.headers.get("x-backend")))
+        dt = time.time() - t0
+        per = None
+        if self.valgrind:
+            self.ctl("-d", label)
+            new = sorted(self.dump_files() - before)
+            if len(new) != 1:
+                raise RuntimeError("expected one new dump for %s, got %s" % (label, new))
+            self.dumps[label] = new[0]
+            per = self.dump_total(new[0]) / n
+            log("%-28s %10.0f Ir/request  (%d requests, %.1fs)" % (label, per, n, dt))
+        self.checks.check(not bad, "%s: %d requests answered as expected (bad: %s)"
+                          % (label, n, bad[:2]))
+        return per
+
+    def annotate(self, label, n):
+        """Per request, from the dump of `label`: {function: (inclusive Ir, self Ir)} for the
+        module's functions and nginx's balancer functions, and the module's own (self) total."""
+        path = self.dumps.get(label)
+        if not path:
+            return None
+        line_re = re.compile(r"^\s*([\d,]+)\s+\([^)]*\)\s+(\S*?):(.*) \[(.*)\]$")
+        nginx_fns = re.compile(r"^ngx_http_upstream_(init|get|free)_(round_robin|keepalive)_peer$"
+                               r"|^ngx_shmtx_(lock|unlock)$")
+        result = {}
+        module_self = 0
+        for inclusive in ("yes", "no"):
+            r = subprocess.run(["callgrind_annotate", "--inclusive=" + inclusive, "--auto=no",
+                                "--threshold=100", path],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300,
+                               check=False)
+            for line in r.stdout.decode(errors="replace").splitlines():
+                m = line_re.match(line)
+                if not m:
+                    continue
+                ir, fn, obj = int(m.group(1).replace(",", "")), m.group(3), m.group(4)
+                in_module = os.path.basename(obj) == os.path.basename(MODULE_SO)
+                if not (in_module or nginx_fns.search(fn)):
+                    continue
+                fn = fn.replace("ngx_http_upstream_socketio_sticky_module::", "")
+                incl, own = result.get(fn, (0.0, 0.0))
+                if inclusive == "yes":
+                    incl += ir / n
+                else:
+                    own += ir / n
+                    if in_module:
+                        module_self += ir / n
+                result[fn] = (incl, own)
+        return result, module_self
+
+    # -- density -----------------------------------------------------------------------------
+
+    def density(self, n):
+        """Learns `n` sessions in order into the 1 MiB zone, replays each once and counts the
+        `learned` ones; checks that they are exactly the newest."""
+        t0 = time.time()
+        c = Conn(self.front_port)
+        sids = []
+        backend = {}
+        for i in range(0, n, 500):
+            m = min(500, n - i)
+            for r in c.pipeline([handshake("v/dens")] * m):
+                s = SID_RE.match(r.body)
+                if r.status == 200 and s:
+                    sid = s.group(1).decode()
+                    sids.append(sid)
+                    backend[sid] = r.headers.get("x-backend")
+        self.checks.check(len(sids) == n and len(set(sids)) == n,
+                          "density: %d distinct sids minted (%d)" % (n, len(set(sids))))
+        survivors = []
+        wrong_backend = 0
+        for i in range(0, len(sids), 500):
+            chunk = sids[i:i + 500]
+            for sid, r in zip(chunk, c.pipeline([polling("v/dens", s) for s in chunk])):
+                if r.headers.get("x-status") == "learned":
+                    survivors.append(sid)
+                    if r.headers.get("x-backend") != backend[sid]:
+                        wrong_backend += 1
+        c.close()
+        count = len(survivors)
+        newest = set(sids[len(sids) - count:]) if count else set()
+        exact = set(survivors) == newest
+        self.checks.check(0 < count < n, "density: the 1 MiB zone is full and holds %d of %d"
+                          % (count, n))
+        self.checks.check(exact, "density: the %d survivors are exactly the newest" % count)
+        self.checks.check(wrong_backend == 0, "density: survivors routed to their backend "
+                          "(%d wrong)" % wrong_backend)
+        dt = time.time() - t0
+        self.timeline.append(("density", dt))
+        log("density: %d of %d sessions held by a 1 MiB zone (%.1f bytes each), newest "
+            "exactly: %s (%.1fs)" % (count, n, 1048576 / max(count, 1), exact, dt))
+        return count, exact
+
+    # -- error log ---------------------------------------------------------------------------
+
+    def check_error_log(self):
+        path = os.path.join(self.dir, "front-error.log")
+        lines = open(path, errors="replace").read().splitlines() if os.path.exists(path) else []
+        bad = [ln for ln in lines if re.search(r"\[(alert|crit|emerg|error)\]", ln)]
+        warns = [ln for ln in lines if "[warn]" in ln]
+        for ln in warns[:5]:
+            log("front error log: " + ln)
+        self.checks.check(not bad, "front error log has no error/alert lines (%d: %s)"
+                          % (len(bad), bad[:3]))
+        if self.valgrind:
+            self.checks.check(self.front.poll() is None, "front nginx still running")
+        return warns
+
+
+# --------------------------------------------------------------------------------------------
+# modes
+
+
+def fmt_ir(x):
+    return "—" if x is None else "{:,.0f}".format(x)
+
+
+def fmt_ratio(a, b):
+    return "—" if a is None or b is None or not b else "%.4f" % (a / b)
+
+
+def run_measured(b, args):
+    """The rows, at 1k and at the big table size."""
+    n = args.requests
+    small, big = args.small, args.big
+    rows = {}    # (row, size) -> [per-request Ir per round]
+
+    def add(key, v):
+        rows.setdefault(key, []).append(v)
+
+    b.mc = Conn(b.front_port)
+    # Warm-up with instrumentation off: connections to every backend, code paths.
+    for p in (polling("rr", "w" * 32), "/rr/health", handshake("rr"),
+              polling("sticky", "w" * 32), "/sticky/health"):
+        for _ in range(50):
+            b.mc.get(p)
+
+    b.verify_statuses()          # teaches a few sessions; counted in b.learned
+    sample_small = b.fill(small - b.learned, sample=small)
+    b.verify_learned(sample_small, "after the fill to %d" % small)
+    hits = sample_small[:args.hit_sids]
+    size_small = b.learned
+
+    def hit_rows(size, pairs):
+        sids = [s for s, _ in pairs]
+        backends = [bk for _, bk in pairs]
+        unknown = ["%032x" % random.getrandbits(128) for _ in range(len(sids))]
+        for _ in range(args.rounds):
+            add(("a", size), b.measure("rr-sid-%d" % size, [polling("rr", s) for s in sids], n))
+            add(("b", size), b.measure("sticky-hit-%d" % size,
+                                       [polling("sticky", s) for s in sids], n,
+                                       expect_backend=backends))
+        add(("e", size), b.measure("sticky-unknown-%d" % size,
+                                   [polling("sticky", s) for s in unknown], n))
+
+    b.instrument(True)
+    t0 = time.time()
+    hit_rows(size_small, hits)
+    add(("c0", size_small), b.measure("rr-nokey", ["/rr/health"], n))
+    add(("c", size_small), b.measure("sticky-nokey", ["/sticky/health"], n))
+    add(("d0", size_small), b.measure("rr-handshake", [handshake("rr")], n, expect_sid=True))
+    add(("d", size_small), b.measure("sticky-handshake-%d" % size_small, [handshake("sticky")],
+                                     n, expect_sid=True))
+    b.learned += n + args.warmup
+    b.timeline.append(("measure at %d" % size_small, time.time() - t0))
+    b.instrument(False)
+    b.verify_learned(random.sample(b.minted, min(500, len(b.minted))),
+                     "sessions taught by the measured handshakes")
+
+    # The big table.
+    sample_big = b.fill(big - b.learned, sample=max(args.hit_sids, 2000))
+    b.verify_learned(sample_big[:2000], "after the fill to %d" % big)
+    size_big = b.learned
+    b.instrument(True)
+    t0 = time.time()
+    hit_rows(size_big, sample_big[:args.hit_sids])
+    add(("d", size_big), b.measure("sticky-handshake-%d" % size_big, [handshake("sticky")], n,
+                                   expect_sid=True))
+    b.learned += n + args.warmup
+    b.timeline.append(("measure at %d" % size_big, time.time() - t0))
+    b.instrument(False)
+    return rows, size_small, size_big
+
+
+def mean(v):
+    v = [x for x in v if x is not None]
+    return sum(v) / len(v) if v else None
+
+
+def spread(v):
+    v = [x for x in v if x is not None]
+    if len(v) < 2:
+        return "—"
+    return "%.2f%%" % (100 * (max(v) - min(v)) / mean(v))
+
+
+def report(args, b, rows, size_small, size_big, dens, prof, elapsed):
+    out = []
+    n = args.requests
+    m = {k: mean(v) for k, v in rows.items()}
+    out.append("")
+    out.append("## socketio_sticky: nginx instructions per proxied request (callgrind Ir)")
+    out.append("")
+    out.append("%d requests per measurement on one keep-alive client connection, %d backends, "
+               "`keepalive 16`; Ir is the front nginx's total for exactly those requests, "
+               "divided by their number; mean of %d rounds where the spread is given. "
+               "Zone `bench` is %s (timeout 1d)."
+               % (n, args.backends, args.rounds, args.zone_size))
+    out.append("")
+    out.append("| row | request | learned sessions in the zone | Ir / request | spread | vs round robin |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: |")
+
+    def line(row, req, size, key, base):
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            row, req, "{:,}".format(size) if size is not None else "—", fmt_ir(m.get(key)),
+            spread(rows.get(key, [])), fmt_ratio(m.get(key), m.get(base)) if base else "1"))
+
+    for size in (size_small, size_big):
+        line("(a) round robin", "`/rr/socket.io/?EIO=4&transport=polling&sid=X`", size,
+             ("a", size), None)
+        line("(b) socketio_sticky, learned sid", "`/sticky/…&sid=S` (S learned)", size,
+             ("b", size), ("a", size))
+        line("(e) socketio_sticky, unknown sid", "`/sticky/…&sid=U` (not learned)", size,
+             ("e", size), ("a", size))
+    line("(c0) round robin, no key", "`/rr/health`", size_small, ("c0", size_small), None)
+    line("(c) socketio_sticky, no key", "`/sticky/health`", size_small, ("c", size_small),
+         ("c0", size_small))
+    line("(d0) round robin, handshake", "`/rr/socket.io/?EIO=4&transport=polling`",
+         size_small, ("d0", size_small), None)
+    for size in (size_small, size_big):
+        line("(d) socketio_sticky, handshake (learns)", "`/sticky/socket.io/?EIO=4&transport=polling`",
+             size, ("d", size), ("d0", size_small))
+    out.append("")
+    r1 = fmt_ratio(m.get(("b", size_small)), m.get(("a", size_small)))
+    r2 = fmt_ratio(m.get(("b", size_big)), m.get(("a", size_big)))
+    r3 = fmt_ratio(m.get(("b", size_big)), m.get(("b", size_small)))
+
+    def verdict(r, bound):
+        return "meets" if r != "—" and float(r) <= bound else "MISSES"
+
+    out.append("| ratio | measured | target | |")
+    out.append("| --- | ---: | ---: | --- |")
+    out.append("| learned-sid hit / round robin, %s sessions | %s | ≤ 1.03 | %s |"
+               % ("{:,}".format(size_small), r1, verdict(r1, 1.03)))
+    out.append("| learned-sid hit / round robin, %s sessions | %s | ≤ 1.03 | %s |"
+               % ("{:,}".format(size_big), r2, verdict(r2, 1.03)))
+    out.append("| learned-sid hit, %s / %s sessions | %s | ≤ 1.2 | %s |"
+               % ("{:,}".format(size_big), "{:,}".format(size_small), r3, verdict(r3, 1.2)))
+    for size in (size_small, size_big):
+        a, h = m.get(("a", size)), m.get(("b", size))
+        if a is not None and h is not None:
+            out.append("| learned-sid hit − round robin, %s sessions | %s Ir | ≤ %s Ir (3%%) | |"
+                       % ("{:,}".format(size), fmt_ir(h - a), fmt_ir(0.03 * a)))
+    a1, h1 = m.get(("a", size_small)), m.get(("b", size_small))
+    a2, h2 = m.get(("a", size_big)), m.get(("b", size_big))
+    if None not in (a1, h1, a2, h2) and h1 != a1:
+        out.append("| extra Ir of a learned-sid hit, %s / %s sessions (cancels the drift of "
+                   "nginx's own cost between the two phases) | %.4f | | |"
+                   % ("{:,}".format(size_big), "{:,}".format(size_small), (h2 - a2) / (h1 - a1)))
+    out.append("")
+    out.append("Ir counts instructions only: the cache misses of a lookup in a large table "
+               "(random bucket and entry in a zone of %s) cost time but no Ir." % args.zone_size)
+    out.append("")
+    if prof:
+        out.append("Balancer functions, Ir per request, inclusive (self), from "
+                   "`callgrind_annotate --inclusive=yes|no` of each row's dump (`filter::*` "
+                   "inclusive covers every output filter after it; module functions inlined "
+                   "into others do not appear):")
+        out.append("")
+        out.append("| function | " + " | ".join(lbl for lbl, _ in prof) + " |")
+        out.append("| --- |" + " ---: |" * len(prof))
+        names = {}
+        for _, (fns, _own) in prof:
+            for name, (incl, _s) in fns.items():
+                names[name] = max(names.get(name, 0), incl)
+        for name in sorted(names, key=lambda k: -names[k]):
+            if names[name] < 1:
+                continue
+            cells = []
+            for _, (fns, _own) in prof:
+                v = fns.get(name)
+                cells.append("—" if v is None else "%s (%s)" % (fmt_ir(v[0]), fmt_ir(v[1])))
+            out.append("| `%s` | %s |" % (name, " | ".join(cells)))
+        out.append("| all of the module's own code (self) | %s |"
+                   % " | ".join(fmt_ir(own) for _, (_f, own) in prof))
+        out.append("")
+    if dens:
+        count, exact = dens
+        out.append("Density: a 1 MiB zone (`zone=dens:1m`) holds **%s** sessions of %s learned "
+                   "in order (%.1f bytes of zone per session); the survivors are exactly the "
+                   "newest: %s." % ("{:,}".format(count), "{:,}".format(args.density),
+                                    1048576 / max(count, 1), "yes" if exact else "NO"))
+        out.append("")
+    out.append("Timings: " + ", ".join("%s %.0fs" % (k, v) for k, v in b.timeline)
+               + "; total %.0fs." % elapsed)
+    print("\n".join(out), flush=True)
+    return (r1, r2, r3)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                    default="full", help="no valgrind, small counts, checks only")
+    ap.add_argument("--density-only", dest="mode", action="store_const", const="density",
+                    help="only the 1 MiB zone density (no valgrind)")
+    ap.add_argument("--requests", type=int, help="requests per measurement (2000)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of rows (a), (b)")
+    ap.add_argument("--small", type=int, help="small table size (1000)")
+    ap.add_argument("--big", type=int, help="big table size (1000000)")
+    ap.add_argument("--zone-size", default="64m")
+    ap.add_argument("--density", type=int, default=40000, help="sessions learned (40000)")
+    ap.add_argument("--backends", type=int, default=3)
+    ap.add_argument("--hit-sids", type=int, default=None,
+                    help="learned sids used round robin by row (b) (all of the small table)")
+    ap.add_argument("--fill-conns", type=int, default=2)
+    ap.add_argument("--fill-batch", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--no-density", action="store_true")
+    ap.add_argument("--enforce-targets", action="store_true",
+                    help="also fail when a ratio misses its target")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--time-limit", type=int, default=None, help="seconds before giving up")
+    args = ap.parse_args()
+    quick = args.mode == "quick"
+    args.requests = args.requests or (300 if quick else 2000)
+    args.small = args.small or 1000
+    args.big = args.big or (20000 if quick else 1000000)
+    args.hit_sids = args.hit_sids or (args.small if not quick else 200)
+    args.warmup = min(args.warmup, args.requests)
+    if quick:
+        args.rounds = 1
+    limit = args.time_limit or {"full": 1200, "quick": 120, "density": 300}[args.mode]
+
+    if not os.path.exists(MODULE_SO):
+        sys.exit("error: no module at %s; run: cargo build --release --features vendored"
+                 % MODULE_SO)
+    if args.mode == "full":
+        for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+            if shutil.which(tool) is None:
+                sys.exit("error: %s not found (Debian package valgrind)" % tool)
+
+    checks = Checks()
+    b = Bench(args, checks)
+
+    def on_signal(signum, _frame):
+        raise SystemExit("bench: stopped by signal %d" % signum)
+
+    def on_alarm(_signum, _frame):
+        raise TimeoutError("bench: time limit of %ds reached" % limit)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(limit)
+    atexit.register(b.cleanup)
+
+    t_start = time.time()
+    rc = 0
+    try:
+        b.start()
+        log("front nginx%s on 127.0.0.1:%d, backends on %s, in %s" % (
+            " under callgrind" if b.valgrind else "", b.front_port,
+            ",".join(map(str, b.backend_ports)), b.dir))
+        dens = None
+        rows = {}
+        prof = []
+        size_small = size_big = None
+        if args.mode != "density":
+            rows, size_small, size_big = run_measured(b, args)
+        if args.mode == "density" or not args.no_density:
+            dens = b.density(args.density)
+        b.check_error_log()
+        if b.valgrind:
+            for label in ("rr-sid-%d" % size_small, "sticky-hit-%d" % size_small,
+                          "sticky-hit-%d" % size_big, "sticky-nokey",
+                          "sticky-handshake-%d" % size_small):
+                res = b.annotate(label, args.requests)
+                if res:
+                    prof.append((label, res))
+        b.stop()
+        if args.mode == "density":
+            count, exact = dens
+            print("density: a 1 MiB zone holds %d sessions of %d (%.1f bytes each); the "
+                  "survivors are exactly the newest: %s" % (count, args.density,
+                                                            1048576 / max(count, 1),
+                                                            "yes" if exact else "NO"))
+        elif b.valgrind:
+            ratios = report(args, b, rows, size_small, size_big, dens, prof,
+                            time.time() - t_start)
+            if args.enforce_targets:
+                for r, bound, what in zip(ratios, (1.03, 1.03, 1.2),
+                                          ("hit/rr small", "hit/rr big", "big/small")):
+                    checks.check(r != "—" and float(r) <= bound, "target %s: %s <= %s"
+                                 % (what, r, bound))
+        else:
+            log("quick: %d sessions learned, %.0fs" % (b.learned, time.time() - t_start))
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure ends in the summary
+        checks.check(False, "bench aborted: %s: %s" % (type(e).__name__, e))
+        rc = 1
+    finally:
+        signal.alarm(0)
+        b.cleanup()
+    print("bench: %d passed, %d failed" % (checks.passed, checks.failed), flush=True)
+    return 1 if rc or checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
