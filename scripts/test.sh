@@ -62,6 +62,9 @@ stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGIN
 # Real Socket.IO 4 servers and clients through the module and through round robin (t/e2e).
 stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t/e2e/run
 
+# The benchmark harness in its fast mode (no valgrind): every row still behaves.
+stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
+
 # The system's nginx (Debian/Ubuntu package `nginx`), built with `nginx-dev`'s source tree.
 if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
     need_debs nginx nginx-dev
