@@ -934,10 +934,10 @@ gzA-Cc1Dd2Ee3Ff4AAAA
 
 
 
-=== TEST 13: expiry (timeout=1s): learned, and followed at once
+=== TEST 13: expiry (timeout=3s): learned, and followed at once
 --- http_config
     upstream backend_exp {
-        socketio_sticky timeout=1s;
+        socketio_sticky timeout=3s;
         server 127.0.0.1:$TEST_NGINX_LEARN_PORT_1;
         server 127.0.0.1:$TEST_NGINX_LEARN_PORT_2;
     }
@@ -981,26 +981,29 @@ gzA-Cc1Dd2Ee3Ff4AAAA
 
 
 
-=== TEST 14: expiry: every use restarts the idle timer (one every 0.5s for 3s); the unused session is forgotten
-The same nginx (no --- config: no reload). --- wait sleeps after every request.
+=== TEST 14: expiry: every use restarts the idle timer (one every 0.5s for 5s); the unused session is forgotten
+The same nginx (no --- config: no reload). --- wait sleeps after every request. Recency is kept
+at one-second resolution, so a session is certainly kept while used less than timeout apart and
+certainly forgotten once unused for more than timeout + 1s; the margins here are wide enough
+for a slow, loaded machine (a use may come up to 2.5s late).
 --- request eval
-[("GET /socket.io/?EIO=4&transport=polling&sid=exA-Mm4Nn5Oo6Pp7AAAA") x 6,
+[("GET /socket.io/?EIO=4&transport=polling&sid=exA-Mm4Nn5Oo6Pp7AAAA") x 10,
  "GET /socket.io/?EIO=4&transport=polling&sid=exB-Qq8Rr9Ss0Tt1AAAB",
  "GET /socket.io/?EIO=4&transport=polling&sid=exA-Mm4Nn5Oo6Pp7AAAA"]
 --- response_body eval
-[("A learned\n") x 6, qr/\A[AB] fallback\n\z/, "A learned\n"]
+[("A learned\n") x 10, qr/\A[AB] fallback\n\z/, "A learned\n"]
 --- wait: 0.5
 --- no_error_log
 [error]
 
 
 
-=== TEST 15: expiry: used, then unused for 2.5s (more than timeout=1s): forgotten
+=== TEST 15: expiry: used, then unused for 4.5s (more than timeout=3s + 1s): forgotten
 --- request eval
 [("GET /socket.io/?EIO=4&transport=polling&sid=exA-Mm4Nn5Oo6Pp7AAAA") x 2]
 --- response_body eval
 ["A learned\n", qr/\A[AB] fallback\n\z/]
---- wait: 2.5
+--- wait: 4.5
 --- no_error_log
 [error]
 
