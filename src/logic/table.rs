@@ -9,20 +9,21 @@
 //! list (through `hnext`). When every entry is taken the least recently used one is reused, so
 //! inserting never fails.
 //!
-//! The key is a 64-bit SipHash-1-3 of the session id under a random 128-bit key chosen when
-//! the zone is created; the id itself is never stored. With `n` entries, the chance that an
+//! The key is a keyed 64-bit digest of the session id (`hash::sid_digest`, a multiply-fold
+//! hash) under a random 128-bit key chosen when the zone is created; the id itself is never
+//! stored. With `n` entries, the chance that an
 //! unknown id matches some entry is about `n / 2^64` per lookup (5e-14 at a million entries)
 //! and the chance that two live ids share a digest is about `n^2 / 2^65` (3e-8 at a million).
 //!
 //! Every walk is bounded and every index is checked, so a corrupted block (a worker killed in
 //! the middle of an update) gives wrong answers at worst, never a crash or an endless loop.
 
-use super::hash::siphash13;
+use super::hash::sid_digest;
 
 /// "No entry".
 pub const NIL: u32 = u32::MAX;
 /// Format tag of the block; a zone kept over a reload is reused only when it matches.
-pub const MAGIC: u64 = 0x736f_636b_7374_0002;
+pub const MAGIC: u64 = 0x736f_636b_7374_0003;
 /// Longest bucket chain walked; chains of random digests are far shorter.
 const MAX_CHAIN: usize = 64;
 
@@ -187,7 +188,7 @@ impl<'a> Table<'a> {
     /// The keyed digest of a session id.
     #[inline]
     pub fn digest(&self, sid: &[u8]) -> u64 {
-        siphash13(self.hdr.key[0], self.hdr.key[1], sid)
+        sid_digest(self.hdr.key[0], self.hdr.key[1], sid)
     }
 
     #[cfg(test)]
@@ -201,6 +202,7 @@ impl<'a> Table<'a> {
     }
 
     /// The peer learned for `digest`, refreshing the entry; an expired entry is dropped.
+    #[inline]
     pub fn lookup(&mut self, digest: u64, now: u32, timeout: u32) -> Option<u64> {
         let (index, _) = self.find(digest)?;
         let e = *self.entries.get(index as usize)?;
@@ -291,6 +293,7 @@ impl<'a> Table<'a> {
     }
 
     /// The entry of `digest` and its predecessor in the bucket chain (NIL when first).
+    #[inline]
     fn find(&self, digest: u64) -> Option<(u32, u32)> {
         let mut prev = NIL;
         let mut index = *self.buckets.get(self.bucket(digest))?;
