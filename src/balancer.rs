@@ -12,19 +12,19 @@ use ngx::ffi::{
     ngx_cached_time, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_get_round_robin_peer,
     ngx_http_upstream_init_round_robin, ngx_http_upstream_init_round_robin_peer,
     ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t,
-    ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_pcalloc,
-    ngx_peer_connection_t, ngx_pnalloc, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_str_t, NGX_BUSY,
-    NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_palloc,
+    ngx_peer_connection_t, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_str_t, NGX_BUSY, NGX_ERROR,
+    NGX_LOG_EMERG, NGX_OK,
 };
 
 use crate::conf::{srv_conf, MemberKey, SrvConf};
 use crate::glue::{bytes, guard};
-use crate::logic::extract::{scan_query, KeyBuf, QueryScan};
+use crate::logic::extract::{scan_query, QueryScan};
 use crate::logic::hash::{key_hash, log_tag};
 use crate::logic::ring::{Member, Ring};
 use crate::logic::sniff::{handshake_shape, Kind};
 use crate::logic::table::peer_identity;
-use crate::request::{find_key, Found};
+use crate::request::find_key;
 
 /// nginx's `hash` module gives up on the ring after this many tries and uses round robin.
 const MAX_TRIES: u32 = 20;
@@ -35,8 +35,7 @@ const MAX_WALK_SLOTS: usize = 1024;
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Not decided yet: the value of zeroed (`ngx_pcalloc`) memory, never written by name.
-    #[allow(dead_code)]
+    /// Not decided yet.
     None = 0,
     DeviceId,
     Fallback,
@@ -67,7 +66,7 @@ pub struct PeerData {
     pub rrp: ngx_http_upstream_rr_peer_data_t,
     pub conf: *const SrvConf,
     hash: u64,
-    /// The key used, copied into the request pool.
+    /// The key used (request memory).
     pub key: ngx_str_t,
     pub status: Status,
     has_key: bool,
@@ -76,7 +75,7 @@ pub struct PeerData {
     learned: u64,
     has_learned: bool,
     /// A handshake to learn from: 0 no, else `1 + Kind as u8`.
-    learn: u8,
+    pub learn: u8,
     /// The look at the handshake body, while it is in progress (request pool).
     pub look: *mut crate::filter::Look,
 }
@@ -237,39 +236,55 @@ unsafe fn init_peer_inner(
     r: *mut ngx_http_request_t,
     us: *mut ngx_http_upstream_srv_conf_t,
 ) -> ngx_int_t {
-    // SAFETY: see the caller. `PeerData` is valid when zeroed (null pointers, `Status::None`,
-    // false, 0), so `ngx_pcalloc` memory is a valid value.
+    // SAFETY: see the caller. The pool memory is written whole before use; round robin's
+    // data is valid zeroed (plain integers and pointers) until round robin fills it.
     unsafe {
         let conf = match srv_conf(us) {
             Some(c) => c,
             None => return NGX_ERROR as ngx_int_t,
         };
-        let pd = ngx_pcalloc((*r).pool, size_of::<PeerData>()).cast::<PeerData>();
+        let pd = ngx_palloc((*r).pool, size_of::<PeerData>()).cast::<PeerData>();
         if pd.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
+        // Every field written here (cheaper than zeroing the block and writing them again);
+        // round robin fills `rrp` next.
+        ptr::write(
+            pd,
+            PeerData {
+                rrp: core::mem::zeroed(),
+                conf,
+                hash: 0,
+                key: ngx_str_t {
+                    len: 0,
+                    data: ptr::null_mut(),
+                },
+                status: Status::None,
+                has_key: false,
+                tries: 0,
+                learned: 0,
+                has_learned: false,
+                learn: 0,
+                look: ptr::null_mut(),
+            },
+        );
         let u = (*r).upstream;
         (*u).peer.data = pd.cast::<c_void>();
         if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {
             return NGX_ERROR as ngx_int_t;
         }
         (*u).peer.get = Some(get_peer);
-        (*pd).conf = conf;
 
-        let query = scan_query(bytes(&(*r).args), &conf.arg_names);
-        let mut key = KeyBuf::default();
-        if let Found::Key = find_key(r, &conf.device_id, &query, &mut key) {
-            let k = key.as_bytes();
+        let mut query = QueryScan::default();
+        scan_query(bytes(&(*r).args), &conf.arg_names, &mut query);
+        if let Some(k) = find_key(r, &conf.device_id, &query) {
             (*pd).hash = key_hash(k);
             (*pd).has_key = true;
-            let copy = ngx_pnalloc((*r).pool, k.len()).cast::<u8>();
-            if !copy.is_null() {
-                ptr::copy_nonoverlapping(k.as_ptr(), copy, k.len());
-                (*pd).key = ngx_str_t {
-                    len: k.len(),
-                    data: copy,
-                };
-            }
+            // The key is request memory (its query string, headers or pool).
+            (*pd).key = ngx_str_t {
+                len: k.len(),
+                data: k.as_ptr().cast_mut(),
+            };
             ngx::ngx_log_debug!(
                 (*(*r).connection).log,
                 "socketio_sticky: device_id key tag:{:08x}",
@@ -277,7 +292,7 @@ unsafe fn init_peer_inner(
             );
         }
 
-        find_learned(r, conf, &query, &mut key, &mut *pd);
+        find_learned(r, conf, &query, &mut *pd);
         if let Some(kind) = handshake_shape(query.eio, query.sid, bytes(&(*r).uri)) {
             (*pd).learn = 1 + kind as u8;
         }
@@ -295,17 +310,15 @@ unsafe fn find_learned(
     r: *mut ngx_http_request_t,
     conf: &SrvConf,
     query: &QueryScan,
-    sid: &mut KeyBuf,
     pd: &mut PeerData,
 ) {
     if conf.zone.is_null() || conf.sid.is_empty() {
         return;
     }
     // SAFETY: `r` is valid (see the caller).
-    if let Found::Nothing = unsafe { find_key(r, &conf.sid, query, sid) } {
+    let Some(sid) = (unsafe { find_key(r, &conf.sid, query) }) else {
         return;
-    }
-    let sid = sid.as_bytes();
+    };
     // SAFETY: nginx's cached time; the zone belongs to the running cycle.
     let now = unsafe { (*ngx_cached_time).sec } as u32;
     // SAFETY: see above.

@@ -18,7 +18,7 @@ use regex::bytes::Regex;
 
 use crate::balancer::PeerCache;
 use crate::glue::{bytes, guard};
-use crate::logic::extract::MAX_ARGS;
+use crate::logic::extract::{ArgNames, MAX_ARGS};
 use crate::logic::params::{self, Source};
 use crate::logic::ring::Ring;
 
@@ -49,7 +49,7 @@ pub struct SrvConf {
     pub sid: Vec<KeySource>,
     pub device_id: Vec<KeySource>,
     /// Distinct names of the `arg:` sources, looked for in one pass over the query string.
-    pub arg_names: Vec<Vec<u8>>,
+    pub arg_names: ArgNames,
     /// Built by `init_upstream`; `members` maps identities to ring member indices (several
     /// for repeated `server` lines).
     pub ring: Option<Ring>,
@@ -68,7 +68,7 @@ impl Default for SrvConf {
             enabled: false,
             sid: Vec::new(),
             device_id: Vec::new(),
-            arg_names: Vec::new(),
+            arg_names: ArgNames::default(),
             ring: None,
             members: HashMap::new(),
             cache: UnsafeCell::default(),
@@ -133,14 +133,16 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
         Ok(p) => p,
         Err(e) => return conf_error(cf, &e.to_string()),
     };
-    conf.sid = match resolve_sources(cf, parsed.sid, &mut conf.arg_names) {
+    let mut arg_names = Vec::new();
+    conf.sid = match resolve_sources(cf, parsed.sid, &mut arg_names) {
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
-    conf.device_id = match resolve_sources(cf, parsed.device_id, &mut conf.arg_names) {
+    conf.device_id = match resolve_sources(cf, parsed.device_id, &mut arg_names) {
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
+    conf.arg_names = ArgNames::new(&arg_names);
     conf.timeout = parsed.timeout;
 
     // SAFETY: inside `upstream {}` the context is an HTTP conf context whose srv_conf slot of

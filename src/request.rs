@@ -1,81 +1,94 @@
 //! Reading key values from a request: raw bytes from nginx's request structure, handed to the
 //! pure extractors in `logic::extract`.
 
-use ngx::ffi::{ngx_http_get_indexed_variable, ngx_http_request_t, ngx_list_t, ngx_table_elt_t};
+use ngx::ffi::{
+    ngx_http_get_indexed_variable, ngx_http_request_t, ngx_list_t, ngx_pnalloc, ngx_table_elt_t,
+};
 
 use crate::conf::KeySource;
 use crate::glue::bytes;
-use crate::logic::extract::{self, KeyBuf, QueryScan};
+use crate::logic::extract::{self, QueryScan};
 use crate::logic::params::uri_capture;
 
-/// What the sources gave.
-pub enum Found {
-    /// A usable key, stored in the buffer.
-    Key,
-    /// Nothing (or only values over the length limit).
-    Nothing,
-}
-
-/// Tries `sources` in order; the first non-empty value that fits is decoded into `out`.
-/// `query` is the request's one-pass scan of its query string for the configuration's
-/// `arg_names`.
+/// Tries `sources` in order; the first non-empty value that fits, percent-decoded where the
+/// source is raw (a copy only when there is something to decode). `query` is the request's
+/// one-pass scan of its query string for the configuration's argument names.
 ///
 /// # Safety
-/// `r` must be a valid request in the upstream phase.
-pub unsafe fn find_key(
+/// `r` must be a valid request in the upstream phase; the key borrows from it (its query
+/// string, headers or pool) and must not outlive it.
+#[inline(always)]
+pub unsafe fn find_key<'a>(
     r: *mut ngx_http_request_t,
     sources: &[KeySource],
-    query: &QueryScan,
-    out: &mut KeyBuf,
-) -> Found {
+    query: &QueryScan<'a>,
+) -> Option<&'a [u8]> {
+    let decoded = |raw: &'a [u8]| {
+        extract::decode_key(raw, |n| {
+            // SAFETY: fresh memory of the request's pool, `n` bytes, as long-lived as the
+            // request.
+            unsafe {
+                let p = ngx_pnalloc((*r).pool, n).cast::<u8>();
+                (!p.is_null()).then(|| core::slice::from_raw_parts_mut(p, n))
+            }
+        })
+    };
     for source in sources {
-        // SAFETY: the caller guarantees `r` is valid; every slice below is read while the
-        // request (and its pool) is alive, and not kept.
-        let stored = unsafe {
+        // SAFETY: the caller guarantees `r` is valid; every slice below is request memory.
+        let found = unsafe {
             match source {
                 KeySource::Arg(name, slot) => match slot {
-                    Some(i) => query.values.get(*i).copied().flatten(),
-                    None => extract::query_arg(bytes(&(*r).args), name),
-                }
-                .map(|v| out.set_decoded(v)),
+                    // The scan saw no `%`: nothing to decode.
+                    Some(i) if !query.percent => query
+                        .values
+                        .get(*i)
+                        .copied()
+                        .flatten()
+                        .map(extract::within_limit),
+                    Some(i) => query.values.get(*i).copied().flatten().map(decoded),
+                    None => extract::query_arg(bytes(&(*r).args), name).map(decoded),
+                },
                 KeySource::Cookie(name) => header_values(r, b"cookie")
                     .find_map(|h| extract::cookie(h, name))
-                    .map(|v| out.set_decoded(v)),
+                    .map(decoded),
                 KeySource::Header(name) => header_values(r, name)
                     .find_map(extract::header_value)
-                    .map(|v| out.set_decoded(v)),
+                    .map(decoded),
                 KeySource::Path => {
-                    extract::socketio09_sid(bytes(&(*r).uri)).map(|v| out.set_raw(v))
+                    extract::socketio09_sid(bytes(&(*r).uri)).map(extract::within_limit)
                 }
-                KeySource::Uri(re) => uri_capture(re, bytes(&(*r).uri)).map(|v| out.set_raw(v)),
-                KeySource::Variable(index) => variable(r, *index).map(|v| out.set_decoded(v)),
+                KeySource::Uri(re) => uri_capture(re, bytes(&(*r).uri)).map(extract::within_limit),
+                KeySource::Variable(index) => variable(r, *index).map(decoded),
             }
         };
-        match stored {
-            Some(Ok(())) => return Found::Key,
-            Some(Err(extract::Rejected::TooLong)) => {
+        match found {
+            Some(Ok(key)) => return Some(key),
+            Some(Err(e)) => {
                 // SAFETY: `r` is valid; its connection log is used for the debug line only.
                 let log = unsafe { (*(*r).connection).log };
                 ngx::ngx_log_debug!(
                     log,
-                    "socketio_sticky: key value over {} bytes ignored",
-                    extract::MAX_KEY_LEN
+                    "socketio_sticky: key value ignored ({})",
+                    match e {
+                        extract::Rejected::TooLong => "longer than the limit",
+                        extract::Rejected::NoMemory => "no memory to decode it",
+                    }
                 );
             }
             None => {}
         }
     }
-    Found::Nothing
+    None
 }
 
 /// Values of the request headers named `name` (case-insensitive), in order.
 ///
 /// # Safety
 /// `r` must be a valid request whose header list is not modified while iterating.
-unsafe fn header_values<'a>(
+unsafe fn header_values<'r, 'n>(
     r: *mut ngx_http_request_t,
-    name: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+    name: &'n [u8],
+) -> impl Iterator<Item = &'r [u8]> + 'n {
     // SAFETY: the request's header list is valid.
     unsafe { list_values(core::ptr::addr_of!((*r).headers_in.headers), name) }
 }
@@ -85,10 +98,10 @@ unsafe fn header_values<'a>(
 ///
 /// # Safety
 /// `list` must be a valid header list that is not modified while iterating.
-pub unsafe fn list_values<'a>(
+pub unsafe fn list_values<'r, 'n>(
     list: *const ngx_list_t,
-    name: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+    name: &'n [u8],
+) -> impl Iterator<Item = &'r [u8]> + 'n {
     // SAFETY: a header list is a chain of parts of `ngx_table_elt_t`.
     let mut part = unsafe { core::ptr::addr_of!((*list).part) };
     let mut i = 0usize;

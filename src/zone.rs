@@ -179,6 +179,7 @@ fn random_key() -> [u64; 2] {
 ///
 /// # Safety
 /// `zone` must be a zone declared by [`add_zone`] in the running cycle.
+#[inline(always)]
 pub unsafe fn with_table<R>(
     zone: *mut ngx_shm_zone_t,
     f: impl FnOnce(&mut Table) -> R,

@@ -11,62 +11,68 @@ pub const MAX_KEY_LEN: usize = 256;
 pub enum Rejected {
     /// Longer than [`MAX_KEY_LEN`] after decoding.
     TooLong,
+    /// No memory to decode it into.
+    NoMemory,
 }
 
-/// A decoded key in a fixed buffer.
-pub struct KeyBuf {
-    buf: [u8; MAX_KEY_LEN],
-    len: usize,
+/// `raw` if it fits the key length limit.
+#[inline]
+pub fn within_limit(raw: &[u8]) -> Result<&[u8], Rejected> {
+    if raw.len() > MAX_KEY_LEN {
+        return Err(Rejected::TooLong);
+    }
+    Ok(raw)
 }
 
-impl Default for KeyBuf {
-    fn default() -> Self {
-        KeyBuf {
-            buf: [0; MAX_KEY_LEN],
-            len: 0,
-        }
-    }
+/// Whether `raw` has anything for [`percent_decode`] to do.
+#[inline]
+pub fn needs_decoding(raw: &[u8]) -> bool {
+    find_byte(raw, b'%').is_some()
 }
 
-impl KeyBuf {
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or(&[])
-    }
-
-    /// Stores `raw` as is (for values nginx already decoded).
-    pub fn set_raw(&mut self, raw: &[u8]) -> Result<(), Rejected> {
-        let dst = self.buf.get_mut(..raw.len()).ok_or(Rejected::TooLong)?;
-        dst.copy_from_slice(raw);
-        self.len = raw.len();
-        Ok(())
-    }
-
-    /// Stores `raw` percent-decoded. `%XY` with two hex digits becomes one byte; any other `%`
-    /// is kept literally; `+` is kept (it is not a space outside HTML forms).
-    pub fn set_decoded(&mut self, raw: &[u8]) -> Result<(), Rejected> {
-        if find_byte(raw, b'%').is_none() {
-            return self.set_raw(raw);
-        }
-        let mut out = 0usize;
-        let mut i = 0usize;
-        while i < raw.len() {
-            let mut b = raw[i];
-            i += 1;
-            if b == b'%' {
-                if let (Some(h), Some(l)) = (
-                    raw.get(i).copied().and_then(hex),
-                    raw.get(i + 1).copied().and_then(hex),
-                ) {
-                    b = (h << 4) | l;
-                    i += 2;
-                }
+/// Percent-decodes `raw` into `out` and returns the decoded length; `None` when `out` is too
+/// short (it never is when it has `raw.len()` bytes: decoding only shortens). `%XY` with two
+/// hex digits becomes one byte; any other `%` is kept literally; `+` is kept (it is not a space
+/// outside HTML forms).
+pub fn percent_decode(raw: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut n = 0usize;
+    let mut i = 0usize;
+    while let Some(&c) = raw.get(i) {
+        let mut b = c;
+        i += 1;
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (
+                raw.get(i).copied().and_then(hex),
+                raw.get(i + 1).copied().and_then(hex),
+            ) {
+                b = (h << 4) | l;
+                i += 2;
             }
-            *self.buf.get_mut(out).ok_or(Rejected::TooLong)? = b;
-            out += 1;
         }
-        self.len = out;
-        Ok(())
+        *out.get_mut(n)? = b;
+        n += 1;
     }
+    Some(n)
+}
+
+/// A key from raw request bytes: `raw` itself when there is nothing to decode (no copy), else
+/// its percent-decoding, written into `scratch(raw.len())` (request memory). Keys longer than
+/// [`MAX_KEY_LEN`] after decoding are rejected.
+pub fn decode_key<'a>(
+    raw: &'a [u8],
+    scratch: impl FnOnce(usize) -> Option<&'a mut [u8]>,
+) -> Result<&'a [u8], Rejected> {
+    if !needs_decoding(raw) {
+        return within_limit(raw);
+    }
+    // `%XY` is the only way to shorten: longer values cannot fit.
+    if raw.len() > 3 * MAX_KEY_LEN {
+        return Err(Rejected::TooLong);
+    }
+    let out = scratch(raw.len()).ok_or(Rejected::NoMemory)?;
+    let n = percent_decode(raw, out).ok_or(Rejected::NoMemory)?;
+    let out: &'a [u8] = out;
+    within_limit(out.get(..n).unwrap_or_default())
 }
 
 #[inline]
@@ -94,6 +100,119 @@ pub fn query_arg<'a>(args: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// Most distinct query argument names that one [`scan_query`] pass looks for.
 pub const MAX_ARGS: usize = 8;
 
+/// The argument names one [`scan_query`] pass looks for, prepared once (at configuration
+/// time): at most [`MAX_ARGS`] names, and for every byte the names (and the `EIO`/`sid`
+/// checks) that a pair starting with it may match, so that the pass skips every other pair
+/// after one look at its first byte.
+#[derive(Debug, Clone)]
+pub struct ArgNames {
+    names: Vec<NameKey>,
+    /// Per first byte: bit `i` for name `i`, plus [`EIO_BIT`] and [`SID_BIT`].
+    candidates: [u16; 256],
+}
+
+const EIO_BIT: u16 = 1 << 8;
+const SID_BIT: u16 = 1 << 9;
+
+/// One wanted name, ready to be compared with the first 16 bytes of a pair at once: those
+/// bytes, with 0x20 set where the name has a letter (ASCII case folding), masked to the
+/// name's length plus its `=`, equal `lower`. Longer names are compared byte by byte.
+#[derive(Debug, Clone)]
+struct NameKey {
+    /// Lowercase (names match case-insensitively).
+    name: Vec<u8>,
+    /// `name=` in the low bytes, when it fits in 16 bytes.
+    lower: u128,
+    fold: u128,
+    mask: u128,
+    fits: bool,
+}
+
+impl NameKey {
+    fn new(name: &[u8]) -> NameKey {
+        let name = name.to_ascii_lowercase();
+        let mut k = NameKey {
+            lower: 0,
+            fold: 0,
+            mask: 0,
+            fits: name.len() < 16,
+            name,
+        };
+        if k.fits {
+            for (i, &c) in k.name.iter().chain(b"=").enumerate() {
+                k.lower |= u128::from(c) << (8 * i);
+                k.mask |= 0xff << (8 * i);
+                if c.is_ascii_lowercase() {
+                    k.fold |= 0x20 << (8 * i);
+                }
+            }
+        }
+        k
+    }
+
+    /// Whether the pair starts with `name=` (case-insensitively) and has a value after it.
+    /// `head` is the pair's first 16 bytes (zero-padded past the end of the query string).
+    #[inline(always)]
+    fn matches(&self, pair: &[u8], head: u128) -> bool {
+        let l = self.name.len();
+        if pair.len() <= l + 1 {
+            return false;
+        }
+        if self.fits {
+            return (head | self.fold) & self.mask == self.lower;
+        }
+        pair.get(l) == Some(&b'=')
+            && pair
+                .iter()
+                .zip(&self.name)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    }
+}
+
+impl Default for ArgNames {
+    fn default() -> Self {
+        ArgNames::new::<&[u8]>(&[])
+    }
+}
+
+impl ArgNames {
+    /// Names past [`MAX_ARGS`] are dropped. A name that is empty or holds `=` or `&` can never
+    /// be a whole argument name; it keeps its slot (slots are indices) but never matches.
+    pub fn new<N: AsRef<[u8]>>(names: &[N]) -> Self {
+        let mut a = ArgNames {
+            names: Vec::new(),
+            candidates: [0; 256],
+        };
+        // `EIO` and `sid` are always looked for, case-sensitively (see `QueryScan`).
+        a.mark(b'E', EIO_BIT);
+        a.mark(b's', SID_BIT);
+        for (i, name) in names.iter().take(MAX_ARGS).enumerate() {
+            let name = name.as_ref();
+            match name.first() {
+                Some(&c) if !name.iter().any(|&b| b == b'=' || b == b'&') => {
+                    a.mark(c.to_ascii_lowercase(), 1 << i);
+                    a.mark(c.to_ascii_uppercase(), 1 << i);
+                    a.names.push(NameKey::new(name));
+                }
+                // Pairs never contain `&`: this name matches nothing.
+                _ => a.names.push(NameKey::new(b"&")),
+            }
+        }
+        a
+    }
+
+    fn mark(&mut self, first: u8, bit: u16) {
+        if let Some(c) = self.candidates.get_mut(usize::from(first)) {
+            *c |= bit;
+        }
+    }
+
+    #[cfg(test)]
+    fn slots(&self) -> usize {
+        self.names.len()
+    }
+}
+
 /// What one pass over a query string found.
 #[derive(Debug, Default)]
 pub struct QueryScan<'a> {
@@ -103,102 +222,171 @@ pub struct QueryScan<'a> {
     pub eio: bool,
     /// There is a non-empty `sid=` argument (name matched exactly).
     pub sid: bool,
+    /// The query string holds a `%`: values may need percent-decoding.
+    pub percent: bool,
 }
 
-/// One pass over `args` (the query string without `?`) that finds, for each of `names` (at
-/// most [`MAX_ARGS`]; more are ignored), the value [`query_arg`] would give, and whether the
-/// request looks like an Engine.IO request with or without a session id.
-pub fn scan_query<'a, N: AsRef<[u8]>>(args: &'a [u8], names: &[N]) -> QueryScan<'a> {
-    let mut scan = QueryScan::default();
-    // The separators `&` and `=` are found eight bytes per step; each pair is then looked at
-    // once: `start..end` with its first `=` at `eq`.
-    let mut start = 0usize;
-    let mut eq = usize::MAX;
-    let mut base = 0usize;
-    let mut chunks = args.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let mut marks = bytes_equal(w, b'&') | bytes_equal(w, b'=');
-        while marks != 0 {
-            let shift = marks.trailing_zeros() & !7;
-            let pos = base + (shift / 8) as usize;
-            if (w >> shift) as u8 == b'&' {
-                scan.pair(args, start, eq, pos, names);
-                start = pos + 1;
-                eq = usize::MAX;
-            } else if eq == usize::MAX {
-                eq = pos;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The 16 bytes of `b` from `at`, little-endian, zero-padded past its end.
+#[inline(always)]
+fn head16(b: &[u8], at: usize) -> u128 {
+    match b.get(at..).and_then(|r| r.first_chunk::<16>()) {
+        Some(w) => u128::from_le_bytes(*w),
+        None => {
+            let mut w = [0u8; 16];
+            for (d, s) in w.iter_mut().zip(b.get(at..).unwrap_or_default()) {
+                *d = *s;
             }
-            marks &= marks - 1;
-        }
-        base += 8;
-    }
-    for (i, &c) in chunks.remainder().iter().enumerate() {
-        let pos = base + i;
-        if c == b'&' {
-            scan.pair(args, start, eq, pos, names);
-            start = pos + 1;
-            eq = usize::MAX;
-        } else if c == b'=' && eq == usize::MAX {
-            eq = pos;
-        }
-    }
-    scan.pair(args, start, eq, args.len(), names);
-    scan
-}
-
-impl<'a> QueryScan<'a> {
-    /// One `name=value` pair of `args`: `start..end`, `=` at `eq` (`usize::MAX`: none).
-    #[inline]
-    fn pair<N: AsRef<[u8]>>(
-        &mut self,
-        args: &'a [u8],
-        start: usize,
-        eq: usize,
-        end: usize,
-        names: &[N],
-    ) {
-        if eq >= end {
-            return;
-        }
-        let (Some(k), Some(v)) = (args.get(start..eq), args.get(eq + 1..end)) else {
-            return;
-        };
-        match k {
-            b"EIO" => self.eio = true,
-            b"sid" if !v.is_empty() => self.sid = true,
-            _ => {}
-        }
-        if v.is_empty() {
-            return;
-        }
-        for (slot, name) in self.values.iter_mut().zip(names) {
-            let name = name.as_ref();
-            if slot.is_none() && k.len() == name.len() && k.eq_ignore_ascii_case(name) {
-                *slot = Some(v);
-            }
+            u128::from_le_bytes(w)
         }
     }
 }
 
-/// A word with the high bit set in exactly the bytes of `w` equal to `b`.
-#[inline]
+/// The high bit of exactly the bytes of `w` that equal `b`.
+#[inline(always)]
 fn bytes_equal(w: u64, b: u8) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let x = w ^ 0x0101_0101_0101_0101u64.wrapping_mul(u64::from(b));
+    let x = w ^ LO.wrapping_mul(u64::from(b));
     // A byte of `x` is zero iff neither its low seven bits nor its high bit are set; adding
     // 0x7f to the low seven bits cannot carry into the next byte.
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// For a block of 16 bytes: bit `i` set when byte `i` is `&`, and whether some byte is `%`.
+/// Portable version: two words, their per-byte marks gathered into bits by a multiplication.
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+#[inline(always)]
+fn block_marks_swar(block: &[u8; 16]) -> (u32, bool) {
+    let v = u128::from_le_bytes(*block);
+    let (lo, hi) = (v as u64, (v >> 64) as u64);
+    // Marks sit in bits 7, 15, ..., 63; shifted to 0, 8, ..., 56 and multiplied, bit `i` of
+    // the top byte collects byte `i` (the partial products never overlap, so never carry).
+    let gather = |m: u64| ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+    let amp = gather(bytes_equal(lo, b'&')) | (gather(bytes_equal(hi, b'&')) << 8);
+    let pct = (bytes_equal(lo, b'%') | bytes_equal(hi, b'%')) != 0;
+    (amp, pct)
+}
+
+/// [`block_marks_swar`] with SSE2 (part of every x86-64 CPU): one compare per byte kind.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn block_marks_sse2(block: &[u8; 16]) -> (u32, bool) {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+    let v = u128::from_le_bytes(*block);
+    let v = _mm_set_epi64x((v >> 64) as u64 as i64, v as u64 as i64);
+    let amp = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'&' as i8)));
+    let pct = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'%' as i8)));
+    (amp as u32 & 0xffff, pct != 0)
+}
+
+#[inline(always)]
+fn block_marks(block: &[u8; 16]) -> (u32, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it.
+        unsafe { block_marks_sse2(block) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        block_marks_swar(block)
+    }
+}
+
+/// One pass over `args` (the query string without `?`) into `scan`: for each of `names`, the
+/// value [`query_arg`] would give; whether the request looks like an Engine.IO request with or
+/// without a session id; whether anything may need percent-decoding. Sixteen bytes per step
+/// (the `&` separators and any `%`); a pair is looked at only when its first byte may start
+/// a wanted name.
+#[inline(always)]
+pub fn scan_query<'a>(args: &'a [u8], names: &ArgNames, scan: &mut QueryScan<'a>) {
+    let len = args.len();
+    let mut start = 0usize;
+    let mut base = 0usize;
+    let mut blocks = args.chunks_exact(16);
+    for block in &mut blocks {
+        let Ok(block) = <&[u8; 16]>::try_from(block) else {
+            break;
+        };
+        let (mut amp, pct) = block_marks(block);
+        scan.percent |= pct;
+        while amp != 0 {
+            let pos = base + amp.trailing_zeros() as usize;
+            scan.pair(args, start, pos, names);
+            start = pos + 1;
+            amp &= amp - 1;
+        }
+        base += 16;
+    }
+    let rest = blocks.remainder().len();
+    if rest > 0 {
+        // The last 16 bytes when there are that many (the marks of bytes already seen are
+        // shifted out), else the rest zero-padded (a zero byte is neither `&` nor `%`).
+        let (amp, pct) = match args.get(len.wrapping_sub(16)..).map(<&[u8; 16]>::try_from) {
+            Some(Ok(last)) => {
+                let (amp, pct) = block_marks(last);
+                (amp >> (16 - rest), pct)
+            }
+            _ => {
+                let mut block = [0u8; 16];
+                for (d, s) in block.iter_mut().zip(blocks.remainder()) {
+                    *d = *s;
+                }
+                block_marks(&block)
+            }
+        };
+        scan.percent |= pct;
+        let mut amp = amp;
+        while amp != 0 {
+            let pos = base + amp.trailing_zeros() as usize;
+            scan.pair(args, start, pos, names);
+            start = pos + 1;
+            amp &= amp - 1;
+        }
+    }
+    scan.pair(args, start, len, names);
+}
+
+impl<'a> QueryScan<'a> {
+    /// The pair `args[start..end]` (no `&` in it).
+    #[inline(always)]
+    fn pair(&mut self, args: &'a [u8], start: usize, end: usize, names: &ArgNames) {
+        let mut wanted = match args.get(start) {
+            Some(&c) if start < end => names.candidates.get(usize::from(c)).copied().unwrap_or(0),
+            _ => return,
+        };
+        if wanted == 0 {
+            return;
+        }
+        let Some(pair) = args.get(start..end) else {
+            return;
+        };
+        let head = head16(args, start);
+        if wanted & EIO_BIT != 0 && head as u32 == u32::from_le_bytes(*b"EIO=") {
+            self.eio = true;
+        }
+        if wanted & SID_BIT != 0 && head as u32 == u32::from_le_bytes(*b"sid=") && pair.len() > 4 {
+            self.sid = true;
+        }
+        wanted &= 0xff;
+        while wanted != 0 {
+            let i = wanted.trailing_zeros() as usize;
+            wanted &= wanted - 1;
+            if let (Some(slot @ None), Some(key)) = (self.values.get_mut(i), names.names.get(i)) {
+                if key.matches(pair, head) {
+                    *slot = pair.get(key.name.len() + 1..);
+                }
+            }
+        }
+    }
 }
 
 /// The position of the first `needle` in `hay`, eight bytes per step (no allocation, no
 /// unsafe; for the short strings of a request it beats a call into `memchr`).
 #[inline]
 pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO.wrapping_mul(u64::from(needle));
     let mut chunks = hay.chunks_exact(8);
     let mut base = 0usize;
@@ -288,9 +476,15 @@ fn trim(s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    fn scanned<'a>(args: &'a [u8], names: &ArgNames) -> QueryScan<'a> {
+        let mut scan = QueryScan::default();
+        scan_query(args, names, &mut scan);
+        scan
+    }
+
     fn decoded(raw: &[u8]) -> Result<Vec<u8>, Rejected> {
-        let mut k = KeyBuf::default();
-        k.set_decoded(raw).map(|_| k.as_bytes().to_vec())
+        let mut buf = vec![0u8; raw.len()];
+        decode_key(raw, |n| buf.get_mut(..n)).map(<[u8]>::to_vec)
     }
 
     #[test]
@@ -457,14 +651,15 @@ mod tests {
             b"x=1&x=&X=",
             b"EIO=3&j=0&sid=",
         ];
+        let prepared = ArgNames::new(&names);
         for args in cases {
-            let scan = scan_query(args, &names);
+            let scan = scanned(args, &prepared);
             for (i, name) in names.iter().enumerate() {
                 assert_eq!(scan.values[i], query_arg(args, name), "{args:?} {name:?}");
             }
         }
         let flags = |a: &[u8]| {
-            let s = scan_query::<&[u8]>(a, &[]);
+            let s = scanned(a, &ArgNames::default());
             (s.eio, s.sid)
         };
         assert_eq!(flags(b"EIO=4&transport=polling"), (true, false));
@@ -474,8 +669,137 @@ mod tests {
         assert_eq!(flags(b"eio=4&SID=x"), (false, false));
         // More names than slots: the extra ones are not looked for.
         let many: Vec<Vec<u8>> = (0..12).map(|i| format!("n{i}").into_bytes()).collect();
-        let scan = scan_query(b"n0=a&n11=b", &many);
+        let scan = scanned(b"n0=a&n11=b", &ArgNames::new(&many));
         assert_eq!(scan.values[0], Some(&b"a"[..]));
         assert!(scan.values[1..].iter().all(Option::is_none));
+        // Names that cannot be argument names keep their slot and match nothing.
+        let odd = ArgNames::new(&[&b""[..], b"a=b", b"x&y", b"sid"]);
+        assert_eq!(odd.slots(), 4);
+        let scan = scanned(b"=1&a=b=2&x&y=3&a=b&sid=4", &odd);
+        assert_eq!(scan.values[..4], [None, None, None, Some(&b"4"[..])]);
+    }
+
+    #[test]
+    fn one_pass_scan_agrees_with_query_arg_on_generated_queries() {
+        // Queries built from these pieces (up to five pairs, so that pairs and separators fall
+        // at every offset of the eight-byte words), against every name.
+        let pieces: [&[u8]; 16] = [
+            b"transport=polling",
+            b"sid=VGhpcyBpcyBhIHNpZA",
+            b"device_id=%7e%7E%zz",
+            b"%26=x",
+            b"sid=abc",
+            b"SID=",
+            b"sid",
+            b"EIO=4",
+            b"eio=3",
+            b"device_id=d%41",
+            b"Device_ID=7",
+            b"t=Nx",
+            b"=x",
+            b"",
+            b"s=1",
+            b"sidx=2",
+        ];
+        let names = [&b"sid"[..], b"device_id", b"t", b"EIO", b"s"];
+        let prepared = ArgNames::new(&names);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 6) as usize;
+            let mut args = Vec::new();
+            for i in 0..n {
+                if i > 0 {
+                    args.push(b'&');
+                }
+                args.extend_from_slice(pieces[((seed >> (8 + 4 * i)) % 16) as usize]);
+            }
+            let scan = scanned(&args, &prepared);
+            assert_eq!(scan.percent, args.contains(&b'%'), "{args:?}");
+            for (i, name) in names.iter().enumerate() {
+                assert_eq!(scan.values[i], query_arg(&args, name), "{args:?} {name:?}");
+            }
+            let pairs = || args.split(|&c| c == b'&');
+            assert_eq!(
+                scan.eio,
+                pairs().any(|p| p.starts_with(b"EIO=")),
+                "{args:?}"
+            );
+            assert_eq!(
+                scan.sid,
+                pairs().any(|p| p.starts_with(b"sid=") && p.len() > 4),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn block_marks_agree_with_a_byte_loop() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..5000 {
+            let mut block = [0u8; 16];
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly separators and their neighbours, some anything.
+                *b = match x % 8 {
+                    0 => b'&',
+                    1 => b'%',
+                    2 => b'&' ^ 0x80,
+                    3 => b'%' + 1,
+                    4 => 0,
+                    5 => 0xff,
+                    _ => (x >> 8) as u8,
+                };
+            }
+            if round == 0 {
+                block = [b'&'; 16];
+            }
+            let amp = (0..16)
+                .filter(|&i| block[i] == b'&')
+                .fold(0u32, |m, i| m | 1 << i);
+            let want = (amp, block.contains(&b'%'));
+            assert_eq!(block_marks_swar(&block), want, "{block:?}");
+            assert_eq!(block_marks(&block), want, "{block:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_copied_only_when_there_is_something_to_decode() {
+        let mut asked = Vec::new();
+        let mut buf = [0u8; 16];
+        let raw = b"abc";
+        let k = decode_key(raw, |n| {
+            asked.push(n);
+            buf.get_mut(..n)
+        });
+        assert_eq!(k.map(<[u8]>::as_ptr), Ok(raw.as_ptr()), "not copied");
+        assert!(asked.is_empty());
+        let mut buf = [0u8; 16];
+        let k = decode_key(b"a%2Bb", |n| {
+            asked.push(n);
+            buf.get_mut(..n)
+        });
+        assert_eq!(k, Ok(&b"a+b"[..]));
+        assert_eq!(asked, [5]);
+        // No memory: the value is skipped, nothing breaks.
+        assert_eq!(decode_key(b"%41", |_| None), Err(Rejected::NoMemory));
+        assert_eq!(
+            decode_key(b"%41", |_| Some(&mut [])),
+            Err(Rejected::NoMemory)
+        );
+        // Too long to ever fit: no memory is asked for.
+        let huge = b"%41".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(
+            decode_key(&huge, |_| unreachable!()),
+            Err(Rejected::TooLong)
+        );
+        assert_eq!(percent_decode(b"abc", &mut [0u8; 2]), None);
+        let long = vec![b'x'; MAX_KEY_LEN + 1];
+        assert_eq!(within_limit(&long), Err(Rejected::TooLong));
+        assert_eq!(within_limit(&long[1..]), Ok(&long[1..]));
     }
 }

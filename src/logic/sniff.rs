@@ -34,7 +34,8 @@ pub enum Kind {
 /// is ignored, should a path with its query be passed.
 #[cfg(test)]
 pub fn handshake_kind(args: &[u8], uri: &[u8]) -> Option<Kind> {
-    let scan = super::extract::scan_query::<&[u8]>(args, &[]);
+    let mut scan = super::extract::QueryScan::default();
+    super::extract::scan_query(args, &super::extract::ArgNames::default(), &mut scan);
     handshake_shape(scan.eio, scan.sid, uri)
 }
 
