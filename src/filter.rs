@@ -14,7 +14,7 @@ use ngx::ffi::{
     ngx_http_top_header_filter, ngx_int_t, ngx_log_t, ngx_pcalloc, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
 };
 
-use crate::balancer::{request_data_mut, PeerData, Status};
+use crate::balancer::{request_data, request_data_mut, PeerData, Status};
 use crate::conf::{KeySource, SrvConf};
 use crate::glue::{bytes, guard};
 use crate::logic::hash::log_tag;
@@ -70,20 +70,22 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
     }
 }
 
-/// Whether the request has the module's context (it went through the balancer): the only
-/// test that responses of other requests pay.
-#[inline]
-unsafe fn has_context(r: *mut ngx_http_request_t) -> bool {
-    // SAFETY: `ctx` has one slot per HTTP module.
-    unsafe { !(*(*r).ctx.add(crate::ctx_index())).is_null() }
+unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request. Requests that are not handshakes to learn from
+    // only pay this test and the jump to the next filter.
+    unsafe {
+        if request_data(r).is_some_and(|pd| pd.learn != 0) {
+            header_filter_inspect(r)
+        } else {
+            next_header(r)
+        }
+    }
 }
 
-unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: nginx passes a valid request.
-    if !unsafe { has_context(r) } {
-        // SAFETY: passing the response on, unchanged.
-        return unsafe { next_header(r) };
-    }
+/// # Safety
+/// `r` must be a valid request with the module's context.
+#[inline(never)]
+unsafe fn header_filter_inspect(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
     // SAFETY: `r` is valid; a contained panic only skips learning.
@@ -94,11 +96,19 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request; the look is set only on requests with a context.
-    let looking = unsafe { request_data_mut(r) }.is_some_and(|pd| !pd.look.is_null());
-    if !looking {
-        // SAFETY: passing the response on, unchanged.
-        return unsafe { next_body(r, chain) };
+    unsafe {
+        if request_data(r).is_some_and(|pd| !pd.look.is_null()) {
+            body_filter_inspect(r, chain)
+        } else {
+            next_body(r, chain)
+        }
     }
+}
+
+/// # Safety
+/// `r` must be a valid request whose look at the body is in progress; `chain` its output.
+#[inline(never)]
+unsafe fn body_filter_inspect(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
     // SAFETY: `r` and `chain` are valid; a contained panic only skips learning.
