@@ -307,11 +307,19 @@ http {{
         keepalive_requests 100000000;
     }}
 
+    # Measured: one server per balancer, the same in all but the upstream's name, so that the
+    # same request costs nginx the same everywhere but in the balancer.
+    server {{
+        listen 127.0.0.1:{port_rr};
+        location / {{ proxy_pass http://rr; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port_sticky};
+        location / {{ proxy_pass http://sticky; }}
+    }}
+
     server {{
         listen 127.0.0.1:{port};
-        # Measured: nothing but the proxying.
-        location /rr/ {{ proxy_pass http://rr; }}
-        location /sticky/ {{ proxy_pass http://sticky; }}
         # Checks: the same upstreams, the status in a header. (A handshake shows `fallback`
         # here: the header leaves before the body that teaches the sid is seen.)
         location /v/rr/ {{
@@ -336,7 +344,7 @@ http {{
 """
 
 
-def write_configs(d, backend_ports, front_port, zone_size):
+def write_configs(d, backend_ports, front_port, measured_ports, zone_size):
     user = "user root;" if os.geteuid() == 0 else ""
     servers = "".join("        server 127.0.0.1:%d;\n" % p for p in backend_ports)
     with open(os.path.join(d, "backend.conf"), "w") as f:
@@ -345,19 +353,21 @@ def write_configs(d, backend_ports, front_port, zone_size):
             servers="".join(BACKEND_SERVER.format(port=p) for p in backend_ports)))
     with open(os.path.join(d, "front.conf"), "w") as f:
         f.write(FRONT_CONF.format(user=user, dir=d, module=MODULE_SO, servers=servers,
-                                  port=front_port, zone_size=zone_size))
+                                  port=front_port, port_rr=measured_ports["rr"],
+                                  port_sticky=measured_ports["sticky"], zone_size=zone_size))
 
 
 # --------------------------------------------------------------------------------------------
 # the bench
 
 
-def handshake(prefix):
-    return "/%s/socket.io/?%s" % (prefix, HANDSHAKE_QS)
+def handshake(prefix=None):
+    """A handshake path; without a prefix, for the measured servers."""
+    return "%s/socket.io/?%s" % ("/" + prefix if prefix else "", HANDSHAKE_QS)
 
 
 def polling(prefix, sid):
-    return "/%s/socket.io/?%s&sid=%s" % (prefix, HANDSHAKE_QS, sid)
+    return "%s/socket.io/?%s&sid=%s" % ("/" + prefix if prefix else "", HANDSHAKE_QS, sid)
 
 
 class Bench:
@@ -370,19 +380,22 @@ class Bench:
         self.procs = Procs()
         self.backend_ports = [free_port() for _ in range(args.backends)]
         self.front_port = free_port()
+        # The measured servers: round robin and socketio_sticky.
+        self.measured_ports = {"rr": free_port(), "sticky": free_port()}
+        self.mcs = {}             # their measuring connections
         self.front = None
         self.fill_log_seen = 0
         self.learned = 0          # sessions taught to the `sticky` zone so far
         self.dumps = {}           # label -> dump file
         self.minted = []          # (sid, backend) of the handshakes of the last measurement
-        self.mc = None            # the measuring connection
         self.timeline = []
 
     # -- processes ---------------------------------------------------------------------------
 
     def start(self):
         nginx = vendored_nginx()
-        write_configs(self.dir, self.backend_ports, self.front_port, self.args.zone_size)
+        write_configs(self.dir, self.backend_ports, self.front_port, self.measured_ports,
+                      self.args.zone_size)
         with open(os.path.join(self.dir, "backend.out"), "w") as out:
             be = self.procs.start([nginx, "-p", self.dir, "-c",
                                    os.path.join(self.dir, "backend.conf")],
@@ -397,7 +410,8 @@ class Bench:
             self.front = self.procs.start(argv, stdout=out, stderr=subprocess.STDOUT)
         for p in self.backend_ports:
             wait_port(p, be, "backend nginx")
-        wait_port(self.front_port, self.front, "front nginx")
+        for p in [self.front_port] + list(self.measured_ports.values()):
+            wait_port(p, self.front, "front nginx")
 
     def stop(self):
         self.procs.stop_all()
@@ -575,10 +589,11 @@ class Bench:
 
     # -- measuring ---------------------------------------------------------------------------
 
-    def measure(self, label, paths, n, expect_backend=None, expect_sid=False):
-        """Ir of the front nginx for exactly `n` requests (cycling over `paths`), per request.
-        Without valgrind: only the responses are checked and None is returned."""
-        c = self.mc
+    def measure(self, label, server, paths, n, expect_backend=None, expect_sid=False):
+        """Ir of the front nginx for exactly `n` requests (cycling over `paths`) to the measured
+        `server` ("rr" or "sticky"), per request. Without valgrind: only the responses are
+        checked and None is returned."""
+        c = self.mcs[server]
         for p in paths[:self.args.warmup] if len(paths) >= self.args.warmup else \
                 [paths[i % len(paths)] for i in range(self.args.warmup)]:
             c.get(p)
@@ -730,12 +745,12 @@ def run_measured(b, args):
     def add(key, v):
         rows.setdefault(key, []).append(v)
 
-    b.mc = Conn(b.front_port)
+    b.mcs = {k: Conn(p) for k, p in b.measured_ports.items()}
     # Warm-up with instrumentation off: connections to every backend, code paths.
-    for p in (polling("rr", "w" * 32), "/rr/health", handshake("rr"),
-              polling("sticky", "w" * 32), "/sticky/health"):
-        for _ in range(50):
-            b.mc.get(p)
+    for server, c in b.mcs.items():
+        for p in (polling(None, "w" * 32), "/health", handshake()):
+            for _ in range(50):
+                c.get(p)
 
     b.verify_statuses()          # teaches a few sessions; counted in b.learned
     sample_small = b.fill(small - b.learned, sample=small)
@@ -748,21 +763,22 @@ def run_measured(b, args):
         backends = [bk for _, bk in pairs]
         unknown = ["%032x" % random.getrandbits(128) for _ in range(len(sids))]
         for _ in range(args.rounds):
-            add(("a", size), b.measure("rr-sid-%d" % size, [polling("rr", s) for s in sids], n))
-            add(("b", size), b.measure("sticky-hit-%d" % size,
-                                       [polling("sticky", s) for s in sids], n,
+            add(("a", size), b.measure("rr-sid-%d" % size, "rr",
+                                       [polling(None, s) for s in sids], n))
+            add(("b", size), b.measure("sticky-hit-%d" % size, "sticky",
+                                       [polling(None, s) for s in sids], n,
                                        expect_backend=backends))
-        add(("e", size), b.measure("sticky-unknown-%d" % size,
-                                   [polling("sticky", s) for s in unknown], n))
+        add(("e", size), b.measure("sticky-unknown-%d" % size, "sticky",
+                                   [polling(None, s) for s in unknown], n))
 
     b.instrument(True)
     t0 = time.time()
     hit_rows(size_small, hits)
-    add(("c0", size_small), b.measure("rr-nokey", ["/rr/health"], n))
-    add(("c", size_small), b.measure("sticky-nokey", ["/sticky/health"], n))
-    add(("d0", size_small), b.measure("rr-handshake", [handshake("rr")], n, expect_sid=True))
-    add(("d", size_small), b.measure("sticky-handshake-%d" % size_small, [handshake("sticky")],
-                                     n, expect_sid=True))
+    add(("c0", size_small), b.measure("rr-nokey", "rr", ["/health"], n))
+    add(("c", size_small), b.measure("sticky-nokey", "sticky", ["/health"], n))
+    add(("d0", size_small), b.measure("rr-handshake", "rr", [handshake()], n, expect_sid=True))
+    add(("d", size_small), b.measure("sticky-handshake-%d" % size_small, "sticky",
+                                     [handshake()], n, expect_sid=True))
     b.learned += n + args.warmup
     b.timeline.append(("measure at %d" % size_small, time.time() - t0))
     b.instrument(False)
@@ -770,13 +786,16 @@ def run_measured(b, args):
                      "sessions taught by the measured handshakes")
 
     # The big table.
+    if big <= b.learned:
+        raise RuntimeError("--big %d: the zone already holds %d sessions; give a larger size"
+                           % (big, b.learned))
     sample_big = b.fill(big - b.learned, sample=max(args.hit_sids, 2000))
     b.verify_learned(sample_big[:2000], "after the fill to %d" % big)
     size_big = b.learned
     b.instrument(True)
     t0 = time.time()
     hit_rows(size_big, sample_big[:args.hit_sids])
-    add(("d", size_big), b.measure("sticky-handshake-%d" % size_big, [handshake("sticky")], n,
+    add(("d", size_big), b.measure("sticky-handshake-%d" % size_big, "sticky", [handshake()], n,
                                    expect_sid=True))
     b.learned += n + args.warmup
     b.timeline.append(("measure at %d" % size_big, time.time() - t0))
@@ -818,19 +837,19 @@ def report(args, b, rows, size_small, size_big, dens, prof, elapsed):
             spread(rows.get(key, [])), fmt_ratio(m.get(key), m.get(base)) if base else "1"))
 
     for size in (size_small, size_big):
-        line("(a) round robin", "`/rr/socket.io/?EIO=4&transport=polling&sid=X`", size,
+        line("(a) round robin", "`/socket.io/?EIO=4&transport=polling&sid=X`", size,
              ("a", size), None)
-        line("(b) socketio_sticky, learned sid", "`/sticky/…&sid=S` (S learned)", size,
+        line("(b) socketio_sticky, learned sid", "`…&sid=S` (S learned)", size,
              ("b", size), ("a", size))
-        line("(e) socketio_sticky, unknown sid", "`/sticky/…&sid=U` (not learned)", size,
+        line("(e) socketio_sticky, unknown sid", "`…&sid=U` (not learned)", size,
              ("e", size), ("a", size))
-    line("(c0) round robin, no key", "`/rr/health`", size_small, ("c0", size_small), None)
-    line("(c) socketio_sticky, no key", "`/sticky/health`", size_small, ("c", size_small),
+    line("(c0) round robin, no key", "`/health`", size_small, ("c0", size_small), None)
+    line("(c) socketio_sticky, no key", "`/health`", size_small, ("c", size_small),
          ("c0", size_small))
-    line("(d0) round robin, handshake", "`/rr/socket.io/?EIO=4&transport=polling`",
+    line("(d0) round robin, handshake", "`/socket.io/?EIO=4&transport=polling`",
          size_small, ("d0", size_small), None)
     for size in (size_small, size_big):
-        line("(d) socketio_sticky, handshake (learns)", "`/sticky/socket.io/?EIO=4&transport=polling`",
+        line("(d) socketio_sticky, handshake (learns)", "`/socket.io/?EIO=4&transport=polling`",
              size, ("d", size), ("d0", size_small))
     out.append("")
     r1 = fmt_ratio(m.get(("b", size_small)), m.get(("a", size_small)))
