@@ -310,21 +310,14 @@ pub fn scan_query<'a>(args: &'a [u8], names: &ArgNames, scan: &mut QueryScan<'a>
         let Ok(block) = <&[u8; 16]>::try_from(block) else {
             break;
         };
-        let (mut amp, pct) = block_marks(block);
-        scan.percent |= pct;
-        while amp != 0 {
-            let pos = base + amp.trailing_zeros() as usize;
-            scan.pair(args, start, pos, names);
-            start = pos + 1;
-            amp &= amp - 1;
-        }
+        scan.block(args, block_marks(block), base, &mut start, names);
         base += 16;
     }
     let rest = blocks.remainder().len();
     if rest > 0 {
         // The last 16 bytes when there are that many (the marks of bytes already seen are
         // shifted out), else the rest zero-padded (a zero byte is neither `&` nor `%`).
-        let (amp, pct) = match args.get(len.wrapping_sub(16)..).map(<&[u8; 16]>::try_from) {
+        let marks = match args.get(len.wrapping_sub(16)..).map(<&[u8; 16]>::try_from) {
             Some(Ok(last)) => {
                 let (amp, pct) = block_marks(last);
                 (amp >> (16 - rest), pct)
@@ -337,19 +330,31 @@ pub fn scan_query<'a>(args: &'a [u8], names: &ArgNames, scan: &mut QueryScan<'a>
                 block_marks(&block)
             }
         };
-        scan.percent |= pct;
-        let mut amp = amp;
-        while amp != 0 {
-            let pos = base + amp.trailing_zeros() as usize;
-            scan.pair(args, start, pos, names);
-            start = pos + 1;
-            amp &= amp - 1;
-        }
+        scan.block(args, marks, base, &mut start, names);
     }
     scan.pair(args, start, len, names);
 }
 
 impl<'a> QueryScan<'a> {
+    /// The marks of the block at `base`: every `&` ends the pair that began at `start`.
+    #[inline(always)]
+    fn block(
+        &mut self,
+        args: &'a [u8],
+        (mut amp, pct): (u32, bool),
+        base: usize,
+        start: &mut usize,
+        names: &ArgNames,
+    ) {
+        self.percent |= pct;
+        while amp != 0 {
+            let pos = base + amp.trailing_zeros() as usize;
+            self.pair(args, *start, pos, names);
+            *start = pos + 1;
+            amp &= amp - 1;
+        }
+    }
+
     /// The pair `args[start..end]` (no `&` in it).
     #[inline(always)]
     fn pair(&mut self, args: &'a [u8], start: usize, end: usize, names: &ArgNames) {
