@@ -8,7 +8,7 @@ use ngx::ffi::{
 use crate::conf::KeySource;
 use crate::glue::bytes;
 use crate::logic::extract::{self, QueryScan};
-use crate::logic::params::uri_capture;
+use crate::logic::params::first_capture;
 
 /// Tries `sources` in order; the first non-empty value that fits, percent-decoded where the
 /// source is raw (a copy only when there is something to decode). `query` is the request's
@@ -57,7 +57,9 @@ pub unsafe fn find_key<'a>(
                 KeySource::Path => {
                     extract::socketio09_sid(bytes(&(*r).uri)).map(extract::within_limit)
                 }
-                KeySource::Uri(re) => uri_capture(re, bytes(&(*r).uri)).map(extract::within_limit),
+                KeySource::Uri(re) => {
+                    first_capture(re, bytes(&(*r).uri)).map(extract::within_limit)
+                }
                 KeySource::Variable(index) => variable(r, *index).map(decoded),
             }
         };

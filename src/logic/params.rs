@@ -50,6 +50,18 @@ pub struct Params {
     pub zone: Option<Zone>,
     /// `timeout=TIME`: idle expiry of a learned session, in whole seconds.
     pub timeout: u32,
+    /// `route=REGEX`: the first capture group, applied to the session id, is a route label.
+    pub route: Option<Pattern>,
+}
+
+/// A compiled regex that compares by its pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 /// A named zone and its size in bytes (`None` when another upstream gives the size).
@@ -77,6 +89,7 @@ impl Default for Params {
             device_id: vec![Source::Arg(b"device_id".to_vec())],
             zone: None,
             timeout: DEFAULT_TIMEOUT,
+            route: None,
         }
     }
 }
@@ -132,6 +145,7 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut seen_device = false;
     let mut seen_zone = false;
     let mut seen_timeout = false;
+    let mut seen_route = false;
 
     for &arg in args {
         let shown = String::from_utf8_lossy(arg).into_owned();
@@ -158,6 +172,10 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
                 params.timeout = parse_time(v)
                     .filter(|&s| s > 0)
                     .ok_or(ParamError::BadTimeout(shown))?;
+            }
+            (b"route", Some(v)) => {
+                mark(&mut seen_route, "route")?;
+                params.route = Some(Pattern(compile_capture_regex(&shown, v)?));
             }
             _ => return Err(ParamError::Unknown(shown)),
         }
@@ -343,12 +361,12 @@ fn parse_source(param: &str, s: &[u8]) -> Result<Source, ParamError> {
         return ok.then(|| Source::Variable(n.to_vec())).ok_or_else(bad);
     }
     if let Some(pattern) = s.strip_prefix(b"uri:") {
-        return compile_uri_regex(param, pattern).map(Source::Uri);
+        return compile_capture_regex(param, pattern).map(Source::Uri);
     }
     Err(bad())
 }
 
-fn compile_uri_regex(param: &str, pattern: &[u8]) -> Result<Regex, ParamError> {
+fn compile_capture_regex(param: &str, pattern: &[u8]) -> Result<Regex, ParamError> {
     let bad = |reason: String| ParamError::BadRegex {
         param: param.to_string(),
         reason,
@@ -376,8 +394,8 @@ fn compile_uri_regex(param: &str, pattern: &[u8]) -> Result<Regex, ParamError> {
     Ok(re)
 }
 
-/// The first capture group of a `uri:` regex, if it matched and is non-empty.
-pub fn uri_capture<'a>(re: &Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
+/// The first capture group of a `uri:` or `route=` regex, if it matched and is non-empty.
+pub fn first_capture<'a>(re: &Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
     let m = re.captures(uri)?.get(1)?;
     let v = m.as_bytes();
     (!v.is_empty()).then_some(v)
@@ -563,18 +581,36 @@ mod tests {
     }
 
     #[test]
+    fn route_regex() {
+        let r = p(&["route=^(b[0-9]+)-"]).unwrap();
+        let re = &r.route.as_ref().unwrap().0;
+        assert_eq!(first_capture(re, b"b2-AbCdEf"), Some(&b"b2"[..]));
+        assert_eq!(first_capture(re, b"AbCdEf"), None);
+        assert_eq!(
+            p(&["route=^b[0-9]+-"]),
+            Err(ParamError::NoCaptureGroup("route=^b[0-9]+-".into()))
+        );
+        assert!(matches!(p(&["route=("]), Err(ParamError::BadRegex { .. })));
+        assert_eq!(
+            p(&["route=(.)", "route=(.)"]),
+            Err(ParamError::Duplicate("route".into()))
+        );
+        assert_eq!(p(&[]).unwrap().route, None);
+    }
+
+    #[test]
     fn uri_capture_matches_raw_bytes() {
         let d = p(&["device_id=uri:^/dev/([^/]+)"]).unwrap();
         let Source::Uri(re) = &d.device_id[0] else {
             panic!()
         };
-        assert_eq!(uri_capture(re, b"/dev/abc/x"), Some(&b"abc"[..]));
-        assert_eq!(uri_capture(re, b"/dev/\xff\xfe"), Some(&b"\xff\xfe"[..]));
-        assert_eq!(uri_capture(re, b"/other"), None);
+        assert_eq!(first_capture(re, b"/dev/abc/x"), Some(&b"abc"[..]));
+        assert_eq!(first_capture(re, b"/dev/\xff\xfe"), Some(&b"\xff\xfe"[..]));
+        assert_eq!(first_capture(re, b"/other"), None);
         let d = p(&["device_id=uri:^/dev/([0-9]*)"]).unwrap();
         let Source::Uri(re) = &d.device_id[0] else {
             panic!()
         };
-        assert_eq!(uri_capture(re, b"/dev/x"), None);
+        assert_eq!(first_capture(re, b"/dev/x"), None);
     }
 }
