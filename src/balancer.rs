@@ -19,17 +19,24 @@ use ngx::ffi::{
 
 use crate::conf::{srv_conf, MemberKey, SrvConf};
 use crate::glue::{bytes, guard};
+use crate::logic::cookie;
 use crate::logic::extract::{scan_query, QueryScan};
 use crate::logic::hash::{key_hash, log_tag};
 use crate::logic::ring::{Member, Ring};
+use crate::logic::route::{self, Line, Routes};
 use crate::logic::sniff::{handshake_shape, Kind};
 use crate::logic::table::peer_identity;
-use crate::request::find_key;
+use crate::request::{cookie_value, find_key};
 
 /// nginx's `hash` module gives up on the ring after this many tries and uses round robin.
 const MAX_TRIES: u32 = 20;
 /// A bound on the table slots one walk looks at (reached only with a single member).
 const MAX_WALK_SLOTS: usize = 1024;
+
+/// Steps of the precedence list still to try for a request (`PeerData::pending`).
+const ROUTE: u8 = 1;
+const LEARNED: u8 = 2;
+const COOKIE: u8 = 4;
 
 /// How the peer of a request was chosen (`$socketio_sticky_status`).
 #[repr(u8)]
@@ -37,6 +44,10 @@ const MAX_WALK_SLOTS: usize = 1024;
 pub enum Status {
     /// Not decided yet.
     None = 0,
+    /// Routed by the label in the session id (`route=`).
+    Route,
+    /// Routed by the route cookie (`cookie=`).
+    Cookie,
     DeviceId,
     Fallback,
     Rebound,
@@ -50,6 +61,8 @@ impl Status {
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
             Status::None => b"",
+            Status::Route => b"route",
+            Status::Cookie => b"cookie",
             Status::DeviceId => b"device_id",
             Status::Fallback => b"fallback",
             Status::Rebound => b"rebound",
@@ -71,9 +84,21 @@ pub struct PeerData {
     pub status: Status,
     has_key: bool,
     tries: u32,
-    /// The peer identity learned for the request's session id, when `has_learned`.
+    /// Calls of `get` so far (more than one: a retry after an error).
+    calls: u32,
+    /// The steps of the precedence list still to try: `ROUTE`, `LEARNED`, `COOKIE`.
+    pending: u8,
+    /// The route target of the session id's label (`ROUTE`).
+    route: u32,
+    /// The peer identity learned for the request's session id (`LEARNED`).
     learned: u64,
-    has_learned: bool,
+    /// The peer id of the request's valid route cookie, when `has_cookie`.
+    pub cookie: u64,
+    pub has_cookie: bool,
+    /// The response may need a route cookie (checked once, by the header filter).
+    pub cookie_out: bool,
+    /// The upstream's primary peer list (round robin moves `rrp.peers` to the backups).
+    pub primary: *mut ngx_http_upstream_rr_peers_t,
     /// A handshake to learn from: 0 no, else `1 + Kind as u8`.
     pub learn: u8,
     /// The look at the handshake body, while it is in progress (request pool).
@@ -102,12 +127,41 @@ pub struct PeerCache {
     slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)>,
     /// Every peer of the list by identity (as learned sessions name them), sorted.
     identities: Vec<(u64, *mut ngx_http_upstream_rr_peer_t, usize)>,
+    /// With `route=`: the peers of each route target, sorted by target.
+    targets: Vec<(u32, *mut ngx_http_upstream_rr_peer_t, usize)>,
+    /// With `cookie=`: every peer by its cookie id, sorted.
+    cookies: Vec<(u64, *mut ngx_http_upstream_rr_peer_t, usize)>,
+}
+
+type PeerAt = (*mut ngx_http_upstream_rr_peer_t, usize);
+
+/// The peer of `key` in a list sorted by key.
+fn find_sorted<K: Ord + Copy>(
+    list: &[(K, *mut ngx_http_upstream_rr_peer_t, usize)],
+    key: K,
+) -> Option<PeerAt> {
+    let i = list.binary_search_by_key(&key, |e| e.0).ok()?;
+    list.get(i).map(|e| (e.1, e.2))
 }
 
 impl PeerCache {
-    fn by_identity(&self, id: u64) -> Option<(*mut ngx_http_upstream_rr_peer_t, usize)> {
-        let i = self.identities.binary_search_by_key(&id, |e| e.0).ok()?;
-        self.identities.get(i).map(|e| (e.1, e.2))
+    fn by_identity(&self, id: u64) -> Option<PeerAt> {
+        find_sorted(&self.identities, id)
+    }
+
+    fn by_cookie(&self, id: u64) -> Option<PeerAt> {
+        find_sorted(&self.cookies, id)
+    }
+
+    /// The peers of a route target (a server line can resolve to several addresses).
+    fn of_target(&self, target: u32) -> impl Iterator<Item = PeerAt> + '_ {
+        let start = self.targets.partition_point(|e| e.0 < target);
+        self.targets
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(move |e| e.0 == target)
+            .map(|e| (e.1, e.2))
     }
 }
 
@@ -120,6 +174,8 @@ impl Default for PeerCache {
             config: 0,
             slots: Vec::new(),
             identities: Vec::new(),
+            targets: Vec::new(),
+            cookies: Vec::new(),
         }
     }
 }
@@ -167,6 +223,10 @@ unsafe fn init_upstream_inner(
             None => &[],
         }
     };
+
+    if let Err(rc) = resolve_routes(cf, us, conf, servers) {
+        return rc;
+    }
 
     let mut keys: Vec<MemberKey> = Vec::new();
     let mut ring_members: Vec<Member> = Vec::new();
@@ -219,6 +279,55 @@ unsafe fn init_upstream_inner(
     NGX_OK as ngx_int_t
 }
 
+/// Resolves the route labels (`route=`, `socketio_sticky_route`) against the `server` lines;
+/// errors name the `socketio_sticky_route` line at fault.
+fn resolve_routes(
+    cf: *mut ngx_conf_t,
+    us: *mut ngx_http_upstream_srv_conf_t,
+    conf: &mut SrvConf,
+    servers: &[ngx_http_upstream_server_t],
+) -> Result<(), ngx_int_t> {
+    // SAFETY: the configuration's log and the upstream's name are valid during init.
+    let (log, upstream) = unsafe { ((*cf).log, String::from_utf8_lossy(bytes(&(*us).host))) };
+    if conf.route.is_none() {
+        if let Some((_, place)) = conf.labels.first() {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "\"socketio_sticky_route\" directive needs \"route=\" in the \"socketio_sticky\" \
+                 directive of upstream \"{}\" in {}",
+                upstream,
+                place
+            );
+            return Err(NGX_ERROR as ngx_int_t);
+        }
+        return Ok(());
+    }
+    let lines: Vec<Line> = servers
+        .iter()
+        .map(|s| Line {
+            // SAFETY: names live in the configuration pool.
+            name: unsafe { bytes(&s.name) }.to_vec(),
+            backup: s.backup() != 0,
+        })
+        .collect();
+    for (label, place) in &conf.labels {
+        if let Err(e) = Routes::build(&lines, core::slice::from_ref(label)) {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "\"socketio_sticky_route\" directive {} in {}",
+                e,
+                place
+            );
+            return Err(NGX_ERROR as ngx_int_t);
+        }
+    }
+    let labels: Vec<_> = conf.labels.iter().map(|(l, _)| l.clone()).collect();
+    conf.routes = Routes::build(&lines, &labels).map_err(|_| NGX_ERROR as ngx_int_t)?;
+    Ok(())
+}
+
 /// `init_peer`: round robin's per-request data inside ours, then the request's key.
 pub unsafe extern "C" fn init_peer(
     r: *mut ngx_http_request_t,
@@ -262,8 +371,14 @@ unsafe fn init_peer_inner(
                 status: Status::None,
                 has_key: false,
                 tries: 0,
+                calls: 0,
+                pending: 0,
+                route: 0,
                 learned: 0,
-                has_learned: false,
+                cookie: 0,
+                has_cookie: false,
+                cookie_out: false,
+                primary: ptr::null_mut(),
                 learn: 0,
                 look: ptr::null_mut(),
             },
@@ -274,6 +389,7 @@ unsafe fn init_peer_inner(
             return NGX_ERROR as ngx_int_t;
         }
         (*u).peer.get = Some(get_peer);
+        (*pd).primary = (*pd).rrp.peers;
 
         let mut query = QueryScan::default();
         scan_query(bytes(&(*r).args), &conf.arg_names, &mut query);
@@ -292,7 +408,23 @@ unsafe fn init_peer_inner(
             );
         }
 
-        find_learned(r, conf, &query, &mut *pd);
+        if conf.wants_sid() {
+            if let Some(sid) = find_key(r, &conf.sid, &query) {
+                find_route(r, conf, sid, &mut *pd);
+                // A routed session skips the table: it would name the same server.
+                if (*pd).pending & ROUTE == 0 {
+                    find_learned(r, conf, sid, &mut *pd);
+                }
+            }
+        }
+        if let Some(c) = &conf.cookie {
+            (*pd).cookie_out = ptr::eq((*r).main, r);
+            if let Some(id) = cookie_value(r, &c.name).and_then(cookie::decode) {
+                (*pd).cookie = id;
+                (*pd).has_cookie = true;
+                (*pd).pending |= COOKIE;
+            }
+        }
         if let Some(kind) = handshake_shape(query.eio, query.sid, bytes(&(*r).uri)) {
             (*pd).learn = 1 + kind as u8;
         }
@@ -302,23 +434,50 @@ unsafe fn init_peer_inner(
     NGX_OK as ngx_int_t
 }
 
+/// The route target of the session id's label (`route=`), if it names a server.
+///
+/// # Safety
+/// `r` must be a valid request in the upstream phase.
+unsafe fn find_route(r: *mut ngx_http_request_t, conf: &SrvConf, sid: &[u8], pd: &mut PeerData) {
+    let Some(re) = &conf.route else {
+        return;
+    };
+    // SAFETY: workers are single-threaded and this is the only user of the scratch space.
+    let Some(locs) = (unsafe { &mut *conf.route_locs.get() }).as_mut() else {
+        return;
+    };
+    let target = route::label(re, locs, sid).and_then(|l| conf.routes.target(l));
+    // SAFETY: `r` is valid; the log is used for a debug line.
+    let log = unsafe { (*(*r).connection).log };
+    match target {
+        Some(t) => {
+            pd.route = t;
+            pd.pending |= ROUTE;
+            ngx::ngx_log_debug!(
+                log,
+                "socketio_sticky: session tag:{:08x} routed to server {}",
+                log_tag(sid),
+                t
+            );
+        }
+        None => {
+            ngx::ngx_log_debug!(
+                log,
+                "socketio_sticky: session tag:{:08x} has no route label of a server",
+                log_tag(sid)
+            );
+        }
+    }
+}
+
 /// Looks the request's session id up in the zone.
 ///
 /// # Safety
 /// `r` must be a valid request in the upstream phase.
-unsafe fn find_learned(
-    r: *mut ngx_http_request_t,
-    conf: &SrvConf,
-    query: &QueryScan,
-    pd: &mut PeerData,
-) {
-    if conf.zone.is_null() || conf.sid.is_empty() {
+unsafe fn find_learned(r: *mut ngx_http_request_t, conf: &SrvConf, sid: &[u8], pd: &mut PeerData) {
+    if conf.zone.is_null() {
         return;
     }
-    // SAFETY: `r` is valid (see the caller).
-    let Some(sid) = (unsafe { find_key(r, &conf.sid, query) }) else {
-        return;
-    };
     // SAFETY: nginx's cached time; the zone belongs to the running cycle.
     let now = unsafe { (*ngx_cached_time).sec } as u32;
     // SAFETY: see above.
@@ -333,7 +492,7 @@ unsafe fn find_learned(
     match peer.flatten() {
         Some(id) => {
             pd.learned = id;
-            pd.has_learned = true;
+            pd.pending |= LEARNED;
             ngx::ngx_log_debug!(
                 log,
                 "socketio_sticky: session tag:{:08x} learned",
@@ -395,11 +554,12 @@ unsafe fn round_robin(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_
 unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
     // SAFETY: `conf` was set by `init_peer` and lives as long as the configuration.
     let conf = unsafe { &*pd.conf };
+    pd.calls += 1;
     let ring = match (&conf.ring, pd.has_key) {
         (Some(ring), true) if pd.tries <= MAX_TRIES => Some(ring),
         _ => None,
     };
-    if ring.is_none() && !pd.has_learned {
+    if ring.is_none() && pd.pending == 0 {
         // SAFETY: round robin on its own data.
         return unsafe { round_robin(pc, pd) };
     }
@@ -425,50 +585,86 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
 
         let cache = peer_cache(conf, peers);
         let now = (*ngx_cached_time).sec;
+        // A retry after an error, or a step whose server was out: what follows is a substitute.
+        let mut rebound = pd.calls > 1;
 
-        // The backend that minted the request's session, once.
-        if core::mem::take(&mut pd.has_learned) {
-            if let Some((peer, index)) = cache.by_identity(pd.learned) {
-                if usable(&*peer, index, pd.rrp.tried, now) {
-                    take_peer(pc, pd, peer, index, now);
-                    pd.status = Status::Learned;
-                    return NGX_OK as ngx_int_t;
-                }
+        // The precedence list, each step once: the session id's route label, the learned
+        // session, the route cookie (then the device id, then round robin).
+        let steps = core::mem::take(&mut pd.pending);
+        let tried = pd.rrp.tried;
+        let pick = |found: Option<PeerAt>, rebound: &mut bool| match found {
+            Some((peer, index)) if usable(&*peer, index, tried, now) => Some((peer, index)),
+            Some(_) => {
+                *rebound = true;
+                None
             }
-            pd.status = Status::Rebound;
+            None => None,
+        };
+        if steps & ROUTE != 0 {
+            let found = cache
+                .of_target(pd.route)
+                .find(|&(peer, index)| usable(&*peer, index, tried, now));
+            match found {
+                Some((peer, index)) => {
+                    return chosen(pc, pd, peer, index, now, Status::Route, rebound)
+                }
+                None => rebound = true,
+            }
+        }
+        if steps & LEARNED != 0 {
+            if let Some((peer, index)) = pick(cache.by_identity(pd.learned), &mut rebound) {
+                return chosen(pc, pd, peer, index, now, Status::Learned, rebound);
+            }
+        }
+        if steps & COOKIE != 0 {
+            if let Some((peer, index)) = pick(cache.by_cookie(pd.cookie), &mut rebound) {
+                return chosen(pc, pd, peer, index, now, Status::Cookie, rebound);
+            }
         }
 
         let Some(ring) = ring else {
             drop(_lock);
             return round_robin(pc, pd);
         };
-        let mut walked = false;
-        let mut chosen = None;
+        let mut found = None;
         for member in ring.walk(pd.hash, MAX_WALK_SLOTS) {
             if let Some(&(peer, index)) = cache.slots.get(member) {
                 if !peer.is_null() && usable(&*peer, index, pd.rrp.tried, now) {
-                    chosen = Some((peer, index));
+                    found = Some((peer, index));
                     break;
                 }
             }
-            walked = true;
+            rebound = true;
             pd.tries += 1;
             if pd.tries > MAX_TRIES {
                 break;
             }
         }
 
-        let Some((peer, index)) = chosen else {
+        let Some((peer, index)) = found else {
             drop(_lock);
             return round_robin(pc, pd);
         };
-        take_peer(pc, pd, peer, index, now);
-        pd.status = if walked || pd.status == Status::Rebound {
-            Status::Rebound
-        } else {
-            Status::DeviceId
-        };
+        chosen(pc, pd, peer, index, now, Status::DeviceId, rebound)
     }
+}
+
+/// Takes the chosen peer; the status is `rebound` when it is a substitute.
+///
+/// # Safety
+/// As for [`take_peer`].
+unsafe fn chosen(
+    pc: *mut ngx_peer_connection_t,
+    pd: &mut PeerData,
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    index: usize,
+    now: i64,
+    status: Status,
+    rebound: bool,
+) -> ngx_int_t {
+    // SAFETY: guaranteed by the caller.
+    unsafe { take_peer(pc, pd, peer, index, now) };
+    pd.status = if rebound { Status::Rebound } else { status };
     NGX_OK as ngx_int_t
 }
 
@@ -552,6 +748,8 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
         let mut slots: Vec<(*mut ngx_http_upstream_rr_peer_t, usize)> =
             vec![(ptr::null_mut(), 0usize); members];
         let mut identities = Vec::with_capacity(number);
+        let mut targets = Vec::new();
+        let mut cookies = Vec::new();
         // SAFETY: the list is valid and locked while it is walked.
         let mut peer = unsafe { (*peers).peer };
         let mut index = 0usize;
@@ -560,6 +758,14 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
             let (server, name, next) =
                 unsafe { (bytes(&(*peer).server), bytes(&(*peer).name), (*peer).next) };
             identities.push((peer_identity(server, name), peer, index));
+            if conf.route.is_some() {
+                if let Some(t) = conf.routes.server_target(server) {
+                    targets.push((t, peer, index));
+                }
+            }
+            if let Some(c) = &conf.cookie {
+                cookies.push((c.key.peer_id(server, name), peer, index));
+            }
             let key = MemberKey {
                 server: server.to_vec(),
                 addr: Some(name.to_vec()),
@@ -589,8 +795,13 @@ unsafe fn peer_cache(conf: &SrvConf, peers: *mut ngx_http_upstream_rr_peers_t) -
             config: _config,
             slots,
             identities,
+            targets,
+            cookies,
         };
         cache.identities.sort_unstable_by_key(|e| e.0);
+        // Stable: a target's peers keep the list's order (the first usable one is taken).
+        cache.targets.sort_by_key(|e| e.0);
+        cache.cookies.sort_unstable_by_key(|e| e.0);
     }
     cache
 }

@@ -9,18 +9,21 @@ use std::collections::HashMap;
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_get_variable_index,
-    ngx_http_upstream_module, ngx_http_upstream_srv_conf_t, ngx_pnalloc, ngx_shm_zone_t, ngx_str_t,
-    ngx_uint_t, NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE,
-    NGX_HTTP_UPSTREAM_DOWN, NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS,
-    NGX_HTTP_UPSTREAM_MAX_FAILS, NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_WARN,
+    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t,
+    ngx_int_t, ngx_pnalloc, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
+    NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
+    NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK,
 };
-use regex::bytes::Regex;
+use regex::bytes::{CaptureLocations, Regex};
 
 use crate::balancer::PeerCache;
 use crate::glue::{bytes, guard};
-use crate::logic::extract::{ArgNames, MAX_ARGS};
+use crate::logic::cookie::{self, CookieKey};
+use crate::logic::extract::{ArgNames, MAX_ARGS, MAX_KEY_LEN};
 use crate::logic::params::{self, Source};
 use crate::logic::ring::Ring;
+use crate::logic::route::{Label, Routes};
 
 /// A key source ready for run time (variables resolved to their index).
 pub enum KeySource {
@@ -60,6 +63,43 @@ pub struct SrvConf {
     pub zone: *mut ngx_shm_zone_t,
     /// Idle expiry of learned sessions, seconds.
     pub timeout: u32,
+    /// `route=REGEX`: its first capture group, applied to the session id, is a route label.
+    pub route: Option<Regex>,
+    /// Scratch space for the route regex's captures (workers are single-threaded).
+    pub route_locs: UnsafeCell<Option<CaptureLocations>>,
+    /// `socketio_sticky_route LABEL SERVER;` lines, in order, with their place in the files.
+    pub labels: Vec<(Label, Place)>,
+    /// Labels resolved to servers by `init_upstream`.
+    pub routes: Routes,
+    /// `cookie=NAME`: the route cookie.
+    pub cookie: Option<RouteCookie>,
+}
+
+/// Where a directive was written (for errors found after parsing).
+pub struct Place {
+    pub file: Vec<u8>,
+    pub line: usize,
+}
+
+impl core::fmt::Display for Place {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{}", String::from_utf8_lossy(&self.file), self.line)
+    }
+}
+
+/// The route cookie ready for run time.
+pub struct RouteCookie {
+    pub name: Vec<u8>,
+    /// `; Path=/...` and the other attributes, after the value.
+    pub attributes: Vec<u8>,
+    pub key: CookieKey,
+}
+
+impl RouteCookie {
+    /// Length of the whole `Set-Cookie` value.
+    pub fn header_len(&self) -> usize {
+        self.name.len() + 1 + cookie::ID_LEN + self.attributes.len()
+    }
 }
 
 impl Default for SrvConf {
@@ -74,7 +114,19 @@ impl Default for SrvConf {
             cache: UnsafeCell::default(),
             zone: ptr::null_mut(),
             timeout: params::DEFAULT_TIMEOUT,
+            route: None,
+            route_locs: UnsafeCell::new(None),
+            labels: Vec::new(),
+            routes: Routes::default(),
+            cookie: None,
         }
+    }
+}
+
+impl SrvConf {
+    /// Whether requests need their session id (to look it up, or to read its route label).
+    pub fn wants_sid(&self) -> bool {
+        !self.sid.is_empty() && (!self.zone.is_null() || self.route.is_some())
     }
 }
 
@@ -144,6 +196,10 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
     };
     conf.arg_names = ArgNames::new(&arg_names);
     conf.timeout = parsed.timeout;
+    if let Some(p) = parsed.route {
+        conf.route_locs = UnsafeCell::new(Some(p.0.capture_locations()));
+        conf.route = Some(p.0);
+    }
 
     // SAFETY: inside `upstream {}` the context is an HTTP conf context whose srv_conf slot of
     // the upstream module holds the upstream being configured.
@@ -154,6 +210,14 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
             .add((*ptr::addr_of!(ngx_http_upstream_module)).ctx_index))
         .cast::<ngx_http_upstream_srv_conf_t>()
     };
+
+    // SAFETY: the upstream's name lives in the configuration pool.
+    let upstream_name = unsafe { bytes(&uscf.host) };
+    conf.cookie = parsed.cookie.map(|c| RouteCookie {
+        attributes: cookie::attributes(&c),
+        key: CookieKey::derive(c.key.as_deref(), upstream_name),
+        name: c.name,
+    });
 
     // Without `zone=`, the upstream's own zone, named after it.
     let (zone_name, zone_size) = match parsed.zone {
@@ -184,6 +248,62 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
         | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
 
     ngx::core::NGX_CONF_OK
+}
+
+/// The `socketio_sticky_route LABEL SERVER;` directive handler: an explicit route label.
+pub unsafe extern "C" fn set_route_label(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the configuration being parsed.
+    let log = unsafe { (*cf).log };
+    guard(log, ngx::core::NGX_CONF_ERROR, || {
+        // SAFETY: `conf` is this module's srv conf for the current upstream block; `cf` is
+        // valid during the call and its args hold the directive's words (NGX_CONF_TAKE2).
+        unsafe {
+            let conf = &mut *conf.cast::<SrvConf>();
+            let words: &[ngx_str_t] = (*(*cf).args).as_slice();
+            let (Some(label), Some(server)) = (words.get(1), words.get(2)) else {
+                return ngx::core::NGX_CONF_ERROR;
+            };
+            let (label, server) = (bytes(label), bytes(server));
+            if label.is_empty()
+                || label.len() > MAX_KEY_LEN
+                || !label.iter().all(u8::is_ascii_graphic)
+            {
+                return conf_error(
+                    cf,
+                    &format!("has invalid label \"{}\"", String::from_utf8_lossy(label)),
+                );
+            }
+            if conf.labels.iter().any(|(l, _)| l.label == label) {
+                return conf_error(
+                    cf,
+                    &format!(
+                        "has label \"{}\" more than once in the upstream",
+                        String::from_utf8_lossy(label)
+                    ),
+                );
+            }
+            let file = (*cf).conf_file;
+            let place = Place {
+                file: file
+                    .as_ref()
+                    .map(|f| bytes(&f.file.name).to_vec())
+                    .unwrap_or_default(),
+                line: file.as_ref().map_or(0, |f| f.line),
+            };
+            conf.labels.push((
+                Label {
+                    label: label.to_vec(),
+                    server: server.to_vec(),
+                },
+                place,
+            ));
+            ngx::core::NGX_CONF_OK
+        }
+    })
 }
 
 /// Turns parsed sources into run-time sources; variables get their index now, and nginx
@@ -243,4 +363,43 @@ fn conf_error(cf: *mut ngx_conf_t, msg: &str) -> *mut c_char {
         *p.add(msg.len()) = 0;
         p.cast::<c_char>()
     }
+}
+
+/// After every upstream is initialised: `socketio_sticky_route` lines in an upstream without
+/// `socketio_sticky` are an error (they would do nothing).
+pub unsafe extern "C" fn check_upstreams(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid configuration.
+    let log = unsafe { (*cf).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: at postconfiguration `cf->ctx` is the http block's context, whose main conf
+        // of the upstream module lists every upstream (`ngx_http_upstream_srv_conf_t *`).
+        let upstreams: &[*mut ngx_http_upstream_srv_conf_t] = unsafe {
+            let ctx = (*cf).ctx.cast::<ngx_http_conf_ctx_t>();
+            let umcf = (*(*ctx)
+                .main_conf
+                .add((*ptr::addr_of!(ngx_http_upstream_module)).ctx_index))
+            .cast::<ngx_http_upstream_main_conf_t>();
+            match umcf.as_ref() {
+                Some(m) => m.upstreams.as_slice(),
+                None => &[],
+            }
+        };
+        for &us in upstreams {
+            // SAFETY: every element is a valid upstream configuration.
+            let Some(conf) = (unsafe { srv_conf(us) }) else {
+                continue;
+            };
+            if let (false, Some((_, place))) = (conf.enabled, conf.labels.first()) {
+                ngx::ngx_log_error!(
+                    NGX_LOG_EMERG,
+                    log,
+                    "\"socketio_sticky_route\" directive needs \"socketio_sticky\" in the same \
+                     upstream in {}",
+                    place
+                );
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+        NGX_OK as ngx_int_t
+    })
 }

@@ -1,8 +1,9 @@
-//! Learning: header and body filters that read the session id of a handshake response and
-//! store it in the zone before the response goes on to the client.
+//! Response filters: the route cookie (`cookie=`) is added to the response header, and
+//! learning reads the session id of a handshake response and stores it in the zone before the
+//! response goes on to the client.
 //!
-//! Only requests that the balancer marked as handshakes (`PeerData::learn`) are looked at;
-//! every other response costs one pointer test per filter call. The body filter copies at
+//! Only requests that the balancer marked (`PeerData::learn`, `PeerData::cookie_out`) are
+//! looked at; every other response costs one pointer test per filter call. The body filter copies at
 //! most `sniff::LOOK_MAX` bytes aside and never changes, holds or reorders the response.
 
 use core::mem::size_of;
@@ -11,12 +12,14 @@ use core::ptr;
 use ngx::ffi::{
     ngx_buf_t, ngx_cached_time, ngx_chain_t, ngx_conf_t, ngx_http_output_body_filter_pt,
     ngx_http_output_header_filter_pt, ngx_http_request_t, ngx_http_top_body_filter,
-    ngx_http_top_header_filter, ngx_int_t, ngx_log_t, ngx_pcalloc, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
+    ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_log_t, ngx_pcalloc, ngx_pnalloc,
+    ngx_str_t, ngx_table_elt_t, NGX_ERROR, NGX_LOG_WARN, NGX_OK,
 };
 
 use crate::balancer::{request_data, request_data_mut, PeerData, Status};
 use crate::conf::{KeySource, SrvConf};
 use crate::glue::{bytes, guard};
+use crate::logic::cookie;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Kind, Sniffed, LOOK_MAX};
 use crate::logic::table::{peer_identity, Learned};
@@ -72,9 +75,9 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
 
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request. Requests that are not handshakes to learn from
-    // only pay this test and the jump to the next filter.
+    // and need no route cookie only pay this test and the jump to the next filter.
     unsafe {
-        if request_data(r).is_some_and(|pd| pd.learn != 0) {
+        if request_data(r).is_some_and(|pd| pd.learn != 0 || pd.cookie_out) {
             header_filter_inspect(r)
         } else {
             next_header(r)
@@ -88,11 +91,72 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe fn header_filter_inspect(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
-    // SAFETY: `r` is valid; a contained panic only skips learning.
-    guard(log, (), || unsafe { inspect_headers(r, log) });
-    // SAFETY: passing the response on, unchanged.
+    // SAFETY: `r` is valid; a contained panic only skips the cookie or learning.
+    guard(log, (), || unsafe {
+        issue_cookie(r, log);
+        inspect_headers(r, log);
+    });
+    // SAFETY: passing the response on (with the route cookie added, if it needs one).
     unsafe { next_header(r) }
 }
+
+/// With `cookie=`: adds `Set-Cookie: NAME=<peer id>` to the response of a request that came
+/// without a valid route cookie, or whose cookie names another peer than the one that
+/// answered. Only responses of a primary peer get one (a cookie never names a backup).
+unsafe fn issue_cookie(r: *mut ngx_http_request_t, log: *mut ngx_log_t) {
+    // SAFETY: our context is the request's `PeerData` (or null); `r` is valid; the header is
+    // built in the request pool and pushed onto the response's header list.
+    unsafe {
+        let Some(pd) = request_data_mut(r) else {
+            return;
+        };
+        if !core::mem::take(&mut pd.cookie_out) || pd.conf.is_null() {
+            return;
+        }
+        let Some(c) = (*pd.conf).cookie.as_ref() else {
+            return;
+        };
+        // Only a response the peer itself sent (nginx closes the connection before it answers
+        // an error of its own, e.g. a 502 after the last failed try).
+        let u = (*r).upstream;
+        let peer = pd.rrp.current;
+        if u.is_null() || (*u).peer.connection.is_null() || peer.is_null() {
+            return;
+        }
+        if !ptr::eq(pd.rrp.peers, pd.primary) {
+            return;
+        }
+        let id = c.key.peer_id(bytes(&(*peer).server), bytes(&(*peer).name));
+        if pd.has_cookie && pd.cookie == id {
+            return;
+        }
+        let len = c.header_len();
+        let p = ngx_pnalloc((*r).pool, len).cast::<u8>();
+        if p.is_null() {
+            return;
+        }
+        let buf = core::slice::from_raw_parts_mut(p, len);
+        let Some(n) = cookie::write_set_cookie(buf, &c.name, id, &c.attributes) else {
+            return;
+        };
+        let h =
+            ngx_list_push(ptr::addr_of_mut!((*r).headers_out.headers)).cast::<ngx_table_elt_t>();
+        if h.is_null() {
+            return;
+        }
+        // Zeroed first: nginx 1.23+ has a `next` link that must be null.
+        ptr::write_bytes(h, 0, 1);
+        (*h).hash = 1;
+        (*h).key = ngx_str_t {
+            len: SET_COOKIE.len(),
+            data: SET_COOKIE.as_ptr().cast_mut(),
+        };
+        (*h).value = ngx_str_t { len: n, data: p };
+        ngx::ngx_log_debug!(log, "socketio_sticky: route cookie issued");
+    }
+}
+
+static SET_COOKIE: &[u8] = b"Set-Cookie";
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request; the look is set only on requests with a context.

@@ -12,7 +12,7 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_command_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    NGX_CONF_TAKE2, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
 };
 
 mod balancer;
@@ -26,7 +26,7 @@ mod zone;
 
 static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(variables::add_variables),
-    postconfiguration: Some(filter::init_filters),
+    postconfiguration: Some(postconfiguration),
     create_main_conf: None,
     init_main_conf: None,
     create_srv_conf: Some(conf::create_srv_conf),
@@ -35,7 +35,7 @@ static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_htt
     merge_loc_conf: None,
 };
 
-static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 2] = [
+static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 3] = [
     ngx_command_t {
         name: ngx_str_t {
             len: 15,
@@ -43,6 +43,17 @@ static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 2] = [
         },
         type_: (NGX_HTTP_UPS_CONF | NGX_CONF_ANY) as ngx_uint_t,
         set: Some(conf::set_socketio_sticky),
+        conf: NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_str_t {
+            len: 21,
+            data: c"socketio_sticky_route".as_ptr() as *mut u8,
+        },
+        type_: (NGX_HTTP_UPS_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(conf::set_route_label),
         conf: NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t,
         offset: 0,
         post: ptr::null_mut(),
@@ -63,6 +74,19 @@ pub static mut ngx_http_upstream_socketio_sticky_module: ngx_module_t = ngx_modu
 };
 
 ngx::ngx_modules!(ngx_http_upstream_socketio_sticky_module);
+
+/// `postconfiguration`: every upstream is initialised by now; check what only the whole
+/// configuration shows, then put the response filters in place.
+unsafe extern "C" fn postconfiguration(cf: *mut ngx::ffi::ngx_conf_t) -> ngx::ffi::ngx_int_t {
+    // SAFETY: nginx passes the configuration being finished.
+    unsafe {
+        let rc = conf::check_upstreams(cf);
+        if rc != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
+            return rc;
+        }
+        filter::init_filters(cf)
+    }
+}
 
 /// The module's `ctx_index` (valid once nginx has loaded the module).
 #[inline]

@@ -83,6 +83,15 @@ pub unsafe fn find_key<'a>(
     None
 }
 
+/// The value of the request's cookie `name` (the first one that is not empty), raw.
+///
+/// # Safety
+/// `r` must be a valid request; the value borrows from its headers.
+pub unsafe fn cookie_value<'a>(r: *mut ngx_http_request_t, name: &[u8]) -> Option<&'a [u8]> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { header_values(r, b"cookie").find_map(|h| extract::cookie(h, name)) }
+}
+
 /// Values of the request headers named `name` (case-insensitive), in order.
 ///
 /// # Safety

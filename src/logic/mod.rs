@@ -1,8 +1,10 @@
 //! Pure logic of the module: no nginx types, no FFI. Everything here is tested by `cargo test`.
 
+pub mod cookie;
 pub mod extract;
 pub mod hash;
 pub mod params;
 pub mod ring;
+pub mod route;
 pub mod sniff;
 pub mod table;

@@ -52,6 +52,43 @@ pub struct Params {
     pub timeout: u32,
     /// `route=REGEX`: the first capture group, applied to the session id, is a route label.
     pub route: Option<Pattern>,
+    /// `cookie=NAME` and its `cookie_*` attributes: the route cookie nginx issues.
+    pub cookie: Option<Cookie>,
+}
+
+/// The route cookie: `cookie=NAME` with `cookie_path=`, `cookie_domain=`, `cookie_max_age=`,
+/// `cookie_secure`, `cookie_httponly`, `cookie_samesite=` and `cookie_key=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    pub name: Vec<u8>,
+    /// `Path`, default `/`.
+    pub path: Vec<u8>,
+    pub domain: Option<Vec<u8>>,
+    /// `Max-Age` in seconds; none for a session cookie (the default).
+    pub max_age: Option<u32>,
+    pub secure: bool,
+    /// Default on.
+    pub httponly: bool,
+    pub samesite: Option<SameSite>,
+    /// The secret the peer ids are keyed with (the same on every node).
+    pub key: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
 }
 
 /// A compiled regex that compares by its pattern.
@@ -90,6 +127,7 @@ impl Default for Params {
             zone: None,
             timeout: DEFAULT_TIMEOUT,
             route: None,
+            cookie: None,
         }
     }
 }
@@ -100,13 +138,25 @@ pub enum ParamError {
     Unknown(String),
     Duplicate(String),
     EmptyList(String),
-    BadSource { param: String, source: String },
-    BadRegex { param: String, reason: String },
+    BadSource {
+        param: String,
+        source: String,
+    },
+    BadRegex {
+        param: String,
+        reason: String,
+    },
     NoCaptureGroup(String),
     BadZone(String),
     BadZoneSize(String),
     ZoneTooSmall(String),
     BadTimeout(String),
+    BadCookieName(String),
+    /// A `cookie_*` parameter with a value it does not accept (the whole parameter).
+    BadCookieValue(String),
+    /// A `cookie_*` parameter without `cookie=`.
+    CookieAttrWithoutCookie(String),
+    SameSiteNoneWithoutSecure,
 }
 
 impl fmt::Display for ParamError {
@@ -134,6 +184,16 @@ impl fmt::Display for ParamError {
                 MIN_ZONE_SIZE / 1024
             ),
             ParamError::BadTimeout(t) => write!(f, "has invalid timeout \"{t}\""),
+            ParamError::BadCookieName(n) => write!(f, "has invalid cookie name \"{n}\""),
+            ParamError::BadCookieValue(p) => write!(f, "has invalid value in \"{p}\""),
+            ParamError::CookieAttrWithoutCookie(p) => {
+                write!(f, "has \"{p}\" without \"cookie=\"")
+            }
+            ParamError::SameSiteNoneWithoutSecure => write!(
+                f,
+                "has \"cookie_samesite=none\" without \"cookie_secure\" (browsers reject such \
+                 cookies)"
+            ),
         }
     }
 }
@@ -146,6 +206,7 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut seen_zone = false;
     let mut seen_timeout = false;
     let mut seen_route = false;
+    let mut cookie = CookieParts::default();
 
     for &arg in args {
         let shown = String::from_utf8_lossy(arg).into_owned();
@@ -177,10 +238,142 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
                 mark(&mut seen_route, "route")?;
                 params.route = Some(Pattern(compile_capture_regex(&shown, v)?));
             }
+            _ if name.starts_with(b"cookie") => cookie.take(name, value, &shown)?,
             _ => return Err(ParamError::Unknown(shown)),
         }
     }
+    params.cookie = cookie.finish()?;
     Ok(params)
+}
+
+/// The `cookie=` and `cookie_*` parameters as they are met, checked together at the end.
+#[derive(Default)]
+struct CookieParts {
+    /// Each parameter as written, for the error of an attribute without `cookie=`.
+    seen: Vec<(&'static str, String)>,
+    cookie: Option<Cookie>,
+    path: Option<Vec<u8>>,
+    domain: Option<Vec<u8>>,
+    max_age: Option<u32>,
+    secure: Option<bool>,
+    httponly: Option<bool>,
+    samesite: Option<SameSite>,
+    key: Option<Vec<u8>>,
+}
+
+impl CookieParts {
+    fn take(&mut self, name: &[u8], value: Option<&[u8]>, shown: &str) -> Result<(), ParamError> {
+        let bad = || ParamError::BadCookieValue(shown.to_string());
+        let label: &'static str = match name {
+            b"cookie" => "cookie",
+            b"cookie_path" => "cookie_path",
+            b"cookie_domain" => "cookie_domain",
+            b"cookie_max_age" => "cookie_max_age",
+            b"cookie_secure" => "cookie_secure",
+            b"cookie_httponly" => "cookie_httponly",
+            b"cookie_samesite" => "cookie_samesite",
+            b"cookie_key" => "cookie_key",
+            _ => return Err(ParamError::Unknown(shown.to_string())),
+        };
+        if self.seen.iter().any(|(l, _)| *l == label) {
+            return Err(ParamError::Duplicate(label.to_string()));
+        }
+        self.seen.push((label, shown.to_string()));
+        match (label, value) {
+            ("cookie", Some(v)) => {
+                if !cookie_name_ok(v) {
+                    return Err(ParamError::BadCookieName(lossy(v)));
+                }
+                self.cookie = Some(Cookie {
+                    name: v.to_vec(),
+                    path: b"/".to_vec(),
+                    domain: None,
+                    max_age: None,
+                    secure: false,
+                    httponly: true,
+                    samesite: None,
+                    key: None,
+                });
+            }
+            ("cookie_path", Some(v)) => {
+                let ok = v.first() == Some(&b'/') && v.iter().all(|&c| attr_char(c));
+                self.path = Some(ok.then(|| v.to_vec()).ok_or_else(bad)?);
+            }
+            ("cookie_domain", Some(v)) => {
+                let host = v.strip_prefix(b".").unwrap_or(v);
+                let ok = !host.is_empty()
+                    && host
+                        .iter()
+                        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+                self.domain = Some(ok.then(|| v.to_vec()).ok_or_else(bad)?);
+            }
+            ("cookie_max_age", Some(v)) => {
+                self.max_age = Some(parse_time(v).filter(|&s| s > 0).ok_or_else(bad)?);
+            }
+            ("cookie_secure", v) => self.secure = Some(on_off(v).ok_or_else(bad)?),
+            ("cookie_httponly", v) => self.httponly = Some(on_off(v).ok_or_else(bad)?),
+            ("cookie_samesite", Some(v)) => {
+                self.samesite = Some(match v.to_ascii_lowercase().as_slice() {
+                    b"strict" => SameSite::Strict,
+                    b"lax" => SameSite::Lax,
+                    b"none" => SameSite::None,
+                    _ => return Err(bad()),
+                });
+            }
+            ("cookie_key", Some(v)) => {
+                if v.is_empty() {
+                    return Err(bad());
+                }
+                self.key = Some(v.to_vec());
+            }
+            // `cookie`, `cookie_path`, ... without a value.
+            _ => return Err(ParamError::Unknown(shown.to_string())),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Option<Cookie>, ParamError> {
+        let Some(mut c) = self.cookie else {
+            return match self.seen.into_iter().next() {
+                Some((_, shown)) => Err(ParamError::CookieAttrWithoutCookie(shown)),
+                None => Ok(None),
+            };
+        };
+        if let Some(p) = self.path {
+            c.path = p;
+        }
+        c.domain = self.domain;
+        c.max_age = self.max_age;
+        c.secure = self.secure.unwrap_or(false);
+        c.httponly = self.httponly.unwrap_or(true);
+        c.samesite = self.samesite;
+        c.key = self.key;
+        if c.samesite == Some(SameSite::None) && !c.secure {
+            return Err(ParamError::SameSiteNoneWithoutSecure);
+        }
+        Ok(Some(c))
+    }
+}
+
+/// A cookie name is an RFC 6265 token: visible ASCII without separators.
+fn cookie_name_ok(n: &[u8]) -> bool {
+    !n.is_empty()
+        && n.iter()
+            .all(|&c| c.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&c))
+}
+
+/// A byte allowed in a `Path` attribute value: visible ASCII except `;` (RFC 6265).
+fn attr_char(c: u8) -> bool {
+    c.is_ascii_graphic() && c != b';'
+}
+
+/// A flag: bare (on), `=on` or `=off`.
+fn on_off(v: Option<&[u8]>) -> Option<bool> {
+    match v {
+        None | Some(b"on") => Some(true),
+        Some(b"off") => Some(false),
+        _ => None,
+    }
 }
 
 fn mark(seen: &mut bool, name: &str) -> Result<(), ParamError> {
@@ -596,6 +789,100 @@ mod tests {
             Err(ParamError::Duplicate("route".into()))
         );
         assert_eq!(p(&[]).unwrap().route, None);
+    }
+
+    #[test]
+    fn cookie_params() {
+        assert_eq!(p(&[]).unwrap().cookie, None);
+        let c = p(&["cookie=route"]).unwrap().cookie.unwrap();
+        assert_eq!(c.name, b"route");
+        assert_eq!(c.path, b"/");
+        assert!(c.httponly && !c.secure);
+        assert_eq!(
+            (c.domain, c.max_age, c.samesite, c.key),
+            (None, None, None, None)
+        );
+        let c = p(&[
+            "cookie_key=k3y",
+            "cookie=srv_id",
+            "cookie_path=/socket.io/",
+            "cookie_domain=.example.com",
+            "cookie_max_age=1h",
+            "cookie_secure",
+            "cookie_httponly=off",
+            "cookie_samesite=None",
+        ])
+        .unwrap()
+        .cookie
+        .unwrap();
+        assert_eq!(c.name, b"srv_id");
+        assert_eq!(c.path, b"/socket.io/");
+        assert_eq!(c.domain.as_deref(), Some(&b".example.com"[..]));
+        assert_eq!(c.max_age, Some(3600));
+        assert!(c.secure && !c.httponly);
+        assert_eq!(c.samesite, Some(SameSite::None));
+        assert_eq!(c.key.as_deref(), Some(&b"k3y"[..]));
+        let c = p(&[
+            "cookie=r",
+            "cookie_secure=off",
+            "cookie_httponly=on",
+            "cookie_samesite=lax",
+        ])
+        .unwrap()
+        .cookie
+        .unwrap();
+        assert!(!c.secure && c.httponly);
+        assert_eq!(c.samesite, Some(SameSite::Lax));
+    }
+
+    #[test]
+    fn bad_cookie_params() {
+        let err = |a: &[&str]| p(a).unwrap_err().to_string();
+        assert_eq!(err(&["cookie=a;b"]), "has invalid cookie name \"a;b\"");
+        assert_eq!(err(&["cookie="]), "has invalid cookie name \"\"");
+        assert_eq!(err(&["cookie=a=b"]), "has invalid cookie name \"a=b\"");
+        assert_eq!(err(&["cookie"]), "has unknown parameter \"cookie\"");
+        assert_eq!(
+            err(&["cookie_path=/x"]),
+            "has \"cookie_path=/x\" without \"cookie=\""
+        );
+        assert_eq!(
+            err(&["cookie_secure"]),
+            "has \"cookie_secure\" without \"cookie=\""
+        );
+        for bad in [
+            "cookie_path=x",
+            "cookie_path=/a;b",
+            "cookie_path=/a b",
+            "cookie_domain=",
+            "cookie_domain=a;b",
+            "cookie_domain=.",
+            "cookie_max_age=0",
+            "cookie_max_age=1x",
+            "cookie_secure=yes",
+            "cookie_httponly=",
+            "cookie_samesite=sometimes",
+            "cookie_key=",
+        ] {
+            assert_eq!(
+                err(&["cookie=r", bad]),
+                format!("has invalid value in \"{bad}\""),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(&["cookie=r", "cookie_samesite=none"]),
+            "has \"cookie_samesite=none\" without \"cookie_secure\" (browsers reject such cookies)"
+        );
+        assert_eq!(
+            err(&["cookie=r", "cookie=s"]),
+            "has parameter \"cookie\" twice"
+        );
+        assert_eq!(
+            err(&["cookie=r", "cookie_path=/", "cookie_path=/a"]),
+            "has parameter \"cookie_path\" twice"
+        );
+        assert_eq!(err(&["cookies=r"]), "has unknown parameter \"cookies=r\"");
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! Route labels carried in session ids (`route=REGEX`): from a label to a server.
+//!
+//! Labels name `server` lines either by their 1-based position in the `upstream` block (`1`
+//! is the first line, backup lines count too but are never routed to), or, when the upstream
+//! has `socketio_sticky_route LABEL SERVER;` lines, by those labels only. A target is an index
+//! into the upstream's distinct primary server names ([`Routes::servers`]); repeated lines
+//! of one server share it.
+
+use std::collections::HashMap;
+
+use regex::bytes::{CaptureLocations, Regex};
+
+/// A `server` line of the upstream, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The server as written (`10.0.0.1:3000`, `app.internal:3000`).
+    pub name: Vec<u8>,
+    pub backup: bool,
+}
+
+/// An explicit label: `socketio_sticky_route LABEL SERVER;`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub label: Vec<u8>,
+    pub server: Vec<u8>,
+}
+
+/// Why explicit labels do not fit the upstream's servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// The label's server is not a `server` line of the upstream.
+    NoServer { label: String, server: String },
+    /// The label's server is a `backup` line.
+    Backup { label: String, server: String },
+}
+
+impl core::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RouteError::NoServer { label, server } => write!(
+                f,
+                "label \"{label}\" names \"{server}\", which is not a server of this upstream"
+            ),
+            RouteError::Backup { label, server } => write!(
+                f,
+                "label \"{label}\" names the backup server \"{server}\" (routes go to primary \
+                 servers only)"
+            ),
+        }
+    }
+}
+
+/// Labels to targets, resolved once per configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Distinct names of the primary servers; targets index this.
+    pub servers: Vec<Vec<u8>>,
+    /// Each name's index in `servers`.
+    index: HashMap<Vec<u8>, u32>,
+    /// Per `server` line, in order: its target (none for backup lines).
+    positions: Vec<Option<u32>>,
+    /// Explicit labels, sorted by label; when non-empty, positions are not used.
+    labels: Vec<(Vec<u8>, u32)>,
+}
+
+impl Routes {
+    /// Resolves the upstream's lines and explicit labels.
+    pub fn build(lines: &[Line], labels: &[Label]) -> Result<Routes, RouteError> {
+        let mut servers: Vec<Vec<u8>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut positions = Vec::with_capacity(lines.len());
+        for l in lines {
+            if l.backup {
+                positions.push(None);
+                continue;
+            }
+            let next = u32::try_from(servers.len()).ok();
+            let t = match (index.get(&l.name), next) {
+                (Some(&i), _) => Some(i),
+                (None, Some(i)) => {
+                    index.insert(l.name.clone(), i);
+                    servers.push(l.name.clone());
+                    Some(i)
+                }
+                (None, None) => None,
+            };
+            positions.push(t);
+        }
+        let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut explicit = Vec::with_capacity(labels.len());
+        for l in labels {
+            match index.get(&l.server) {
+                Some(&t) => explicit.push((l.label.clone(), t)),
+                None if lines.iter().any(|x| x.name == l.server) => {
+                    return Err(RouteError::Backup {
+                        label: shown(&l.label),
+                        server: shown(&l.server),
+                    })
+                }
+                None => {
+                    return Err(RouteError::NoServer {
+                        label: shown(&l.label),
+                        server: shown(&l.server),
+                    })
+                }
+            }
+        }
+        explicit.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Routes {
+            servers,
+            index,
+            positions,
+            labels: explicit,
+        })
+    }
+
+    /// The target of a label, if it names a primary server.
+    pub fn target(&self, label: &[u8]) -> Option<u32> {
+        if !self.labels.is_empty() {
+            let i = self
+                .labels
+                .binary_search_by(|e| e.0.as_slice().cmp(label))
+                .ok()?;
+            return self.labels.get(i).map(|e| e.1);
+        }
+        let n = position(label)?;
+        self.positions.get(n.checked_sub(1)?).copied().flatten()
+    }
+
+    /// The target of a server name (as written in its line), if it is a primary server.
+    pub fn server_target(&self, name: &[u8]) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+}
+
+/// A positional label: 1 to 5 decimal digits (leading zeros allowed).
+fn position(label: &[u8]) -> Option<usize> {
+    if label.is_empty() || label.len() > 5 || !label.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        label
+            .iter()
+            .fold(0usize, |acc, &d| acc * 10 + usize::from(d - b'0')),
+    )
+}
+
+/// The route label of a session id: the first capture group of `re`, when it matched and is
+/// not empty. `locs` is reusable scratch space from `re.capture_locations()` (no allocation
+/// per request).
+pub fn label<'a>(re: &Regex, locs: &mut CaptureLocations, sid: &'a [u8]) -> Option<&'a [u8]> {
+    re.captures_read(locs, sid)?;
+    let (start, end) = locs.get(1)?;
+    sid.get(start..end).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(name: &str, backup: bool) -> Line {
+        Line {
+            name: name.as_bytes().to_vec(),
+            backup,
+        }
+    }
+
+    fn lbl(label: &str, server: &str) -> Label {
+        Label {
+            label: label.as_bytes().to_vec(),
+            server: server.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn positional() {
+        let lines = [
+            line("10.0.0.1:3000", false),
+            line("10.0.0.2:3000", false),
+            line("10.0.0.9:3000", true),
+            line("10.0.0.1:3000", false),
+        ];
+        let r = Routes::build(&lines, &[]).unwrap();
+        assert_eq!(r.servers.len(), 2);
+        assert_eq!(r.target(b"1"), Some(0));
+        assert_eq!(r.target(b"2"), Some(1));
+        assert_eq!(r.target(b"02"), Some(1));
+        // A backup line, past the end, zero, not a number: no server.
+        assert_eq!(r.target(b"3"), None);
+        assert_eq!(r.target(b"5"), None);
+        assert_eq!(r.target(b"0"), None);
+        assert_eq!(r.target(b"b1"), None);
+        assert_eq!(r.target(b""), None);
+        assert_eq!(r.target(b"999999999999999999999"), None);
+        // A repeated line is the same server.
+        assert_eq!(r.target(b"4"), Some(0));
+        assert_eq!(r.server_target(b"10.0.0.2:3000"), Some(1));
+        assert_eq!(r.server_target(b"10.0.0.9:3000"), None);
+    }
+
+    #[test]
+    fn explicit_labels_replace_positions() {
+        let lines = [line("10.0.0.1:3000", false), line("10.0.0.2:3000", false)];
+        let r = Routes::build(
+            &lines,
+            &[
+                lbl("b2", "10.0.0.2:3000"),
+                lbl("b1", "10.0.0.1:3000"),
+                lbl("old-1", "10.0.0.1:3000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.target(b"b1"), Some(0));
+        assert_eq!(r.target(b"old-1"), Some(0));
+        assert_eq!(r.target(b"b2"), Some(1));
+        assert_eq!(r.target(b"1"), None);
+        assert_eq!(r.target(b"b3"), None);
+        assert_eq!(r.target(b"B1"), None);
+    }
+
+    #[test]
+    fn explicit_label_errors() {
+        let lines = [line("10.0.0.1:3000", false), line("10.0.0.9:3000", true)];
+        assert_eq!(
+            Routes::build(&lines, &[lbl("b2", "10.0.0.2:3000")]),
+            Err(RouteError::NoServer {
+                label: "b2".into(),
+                server: "10.0.0.2:3000".into()
+            })
+        );
+        let e = Routes::build(&lines, &[lbl("b9", "10.0.0.9:3000")]).unwrap_err();
+        assert!(matches!(e, RouteError::Backup { .. }));
+        assert!(e.to_string().contains("backup server \"10.0.0.9:3000\""));
+    }
+
+    #[test]
+    fn labels_from_sids() {
+        let re = Regex::new("^(b[0-9]+)-").unwrap();
+        let mut locs = re.capture_locations();
+        assert_eq!(label(&re, &mut locs, b"b2-AbCd"), Some(&b"b2"[..]));
+        assert_eq!(label(&re, &mut locs, b"AbCd"), None);
+        assert_eq!(label(&re, &mut locs, b"b13-x"), Some(&b"b13"[..]));
+        // The seed's convention: the last character of the sid.
+        let re = Regex::new("([0-9])$").unwrap();
+        let mut locs = re.capture_locations();
+        assert_eq!(label(&re, &mut locs, b"Xk2Ut0yX1"), Some(&b"1"[..]));
+        assert_eq!(label(&re, &mut locs, b"Xk2Ut0yXa"), None);
+        // An empty capture is no label.
+        let re = Regex::new("^(b*)-").unwrap();
+        let mut locs = re.capture_locations();
+        assert_eq!(label(&re, &mut locs, b"-x"), None);
+    }
+}
