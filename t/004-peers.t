@@ -17,31 +17,12 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use StickyPages;
-use IO::Socket::INET;
 
 repeat_each(1);
 no_shuffle();
 
-# Four free ports below the usual ephemeral range, the same for every block of this file.
-{
-    my %taken;
-    for my $n (1 .. 4) {
-        my $var = "TEST_NGINX_STICKY_PORT_$n";
-        next if $ENV{$var};
-        for (1 .. 1000) {
-            my $port = 20000 + int rand 12000;
-            next if $taken{$port};
-            my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
-                                             Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-                or next;
-            close $sock;
-            $taken{$port} = 1;
-            $ENV{$var} = $port;
-            last;
-        }
-        die "no free port for $var\n" unless $ENV{$var};
-    }
-}
+# Four free ports, the same for every block of this file.
+::fixed_ports('TEST_NGINX_STICKY_PORT_', 4);
 
 our (%Bodies, %Saved);
 

@@ -5,6 +5,31 @@ package StickyPages;
 
 use strict;
 use warnings;
+use IO::Socket::INET;
+
+# Sets $ENV{"${prefix}1"} .. $ENV{"${prefix}N"} to free ports below the usual ephemeral range
+# (unless already set), the same for every block of a file: mock backends on them keep their
+# identities ("127.0.0.1:PORT") from one block to the next.
+sub ::fixed_ports {
+    my ($prefix, $n) = @_;
+    my %taken;
+    for my $i (1 .. $n) {
+        my $var = "$prefix$i";
+        next if $ENV{$var};
+        for (1 .. 1000) {
+            my $port = 20000 + int rand 12000;
+            next if $taken{$port};
+            my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+                                             Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+                or next;
+            close $sock;
+            $taken{$port} = 1;
+            $ENV{$var} = $port;
+            last;
+        }
+        die "no free port for $var\n" unless $ENV{$var};
+    }
+}
 
 # "dev-0001" .. "dev-NNNN"
 sub ::ids {
