@@ -1,6 +1,7 @@
 // Socket.IO 4 clients for the end-to-end test and the demo.
 //
-// As a module: runSession(url, mode, options) runs one session and resolves to its result;
+// As a module: runSession(url, mode, options) runs one session and resolves to its result
+// (options: path, query, withCredentials to keep cookies, and the DEFAULTS below);
 // runMany(count, concurrency, fn) runs fn(i) for i < count with bounded concurrency.
 //
 // As a program (what t/e2e/run starts):
@@ -73,6 +74,9 @@ function runSession(url, mode, options = {}) {
       forceNew: true,
       timeout: o.connectTimeoutMs,
       query: options.query || {},
+      // In Node, socket.io-client then keeps the cookies set by the responses in a jar of its
+      // own and sends them with every later polling request and with the websocket upgrade.
+      ...(options.withCredentials ? { withCredentials: true } : {}),
     });
     const fail = (msg) => {
       if (!res.errors.includes(msg)) res.errors.push(msg);
@@ -310,7 +314,7 @@ async function main() {
   process.exitCode = checks.every((c) => c) ? 0 : 1;
 }
 
-module.exports = { MODES, runSession, runMany, describe, mainError, getJson };
+module.exports = { MODES, DEFAULTS, runSession, runMany, describe, mainError, getJson, backendStats, statsDelta };
 
 if (require.main === module) {
   main().catch((e) => {

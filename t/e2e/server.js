@@ -1,19 +1,22 @@
 // A Socket.IO 4 backend for the end-to-end test and the demo.
 //
-//   node server.js ID PORT
+//   node server.js ID PORT [ROUTE]
 //
-// Listens on 127.0.0.1:PORT. Socket.IO lives under /socket.io/; every other path answers
+// Listens on 127.0.0.1:PORT. With ROUTE, every Engine.IO session id this backend issues is
+// "ROUTE-<random>" (a route label for `socketio_sticky route=REGEX`, as t/e2e/fleet uses it);
+// without it, ids are engine.io's own. Socket.IO lives under /socket.io/; every other path answers
 // GET /stats with this backend's counters as JSON (used by t/e2e/run, not through nginx).
 // The event `whoami` is acknowledged with { backend, socketId, engineId, transport }.
 // Engine.IO rejections (e.g. 400 "Session ID unknown" for a sid this process never issued)
 // are counted by message and the last few are kept with their request line.
 "use strict";
+const crypto = require("crypto");
 const http = require("http");
 const { Server } = require("socket.io");
 
-const [id, port] = process.argv.slice(2);
+const [id, port, route] = process.argv.slice(2);
 if (!id || !port) {
-  console.error("usage: node server.js ID PORT");
+  console.error("usage: node server.js ID PORT [ROUTE]");
   process.exit(2);
 }
 
@@ -40,6 +43,10 @@ const httpServer = http.createServer((req, res) => {
 });
 
 const io = new Server(httpServer, { cors: { origin: "*" } });
+if (route) {
+  // 15 random bytes in base64url: as long and as random as engine.io's default ids.
+  io.engine.generateId = () => `${route}-${crypto.randomBytes(15).toString("base64url")}`;
+}
 
 // One line per Engine.IO session on stdout (the backend's log), so that a request nginx sent
 // here with a sid can be matched with the backend that issued that sid.
@@ -73,7 +80,7 @@ io.on("connection", (socket) => {
 });
 
 httpServer.listen(Number(port), "127.0.0.1", () => {
-  console.log(`backend ${id} listening on 127.0.0.1:${port} (pid ${process.pid})`);
+  console.log(`backend ${id} listening on 127.0.0.1:${port} (pid ${process.pid})${route ? `, session ids "${route}-..."` : ""}`);
 });
 
 const stop = () => {
