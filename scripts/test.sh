@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the pure-logic unit tests, the Test::Nginx suite with
-# nginx 1.28 (vendored), the end-to-end test with real Socket.IO servers and clients (t/e2e/run),
+# nginx 1.28 (vendored), the end-to-end tests with real Socket.IO servers and clients (t/e2e/run,
+# and t/e2e/fleet with two nginx nodes),
 # and the build for the system's own nginx (Debian 1.22) with the same suite and a smoke test
 # against it. Installs missing Debian packages when run as root.
 set -euo pipefail
@@ -61,6 +62,8 @@ stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGIN
 
 # Real Socket.IO 4 servers and clients through the module and through round robin (t/e2e).
 stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t/e2e/run
+# Two nginx nodes with one configuration behind a TCP round robin: route labels, route cookie.
+stage "e2e fleet: two nginx nodes, route= and cookie=" t/e2e/fleet
 
 # The benchmark harness in its fast mode (no valgrind): every row still behaves.
 stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
