@@ -14,7 +14,7 @@ use ngx::ffi::{
     ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t,
     ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_palloc,
     ngx_peer_connection_t, ngx_rwlock_unlock, ngx_rwlock_wlock, ngx_str_t, NGX_BUSY, NGX_ERROR,
-    NGX_LOG_EMERG, NGX_OK,
+    NGX_LOG_EMERG, NGX_LOG_INFO, NGX_OK,
 };
 
 use crate::conf::{srv_conf, MemberKey, SrvConf};
@@ -22,6 +22,8 @@ use crate::glue::{bytes, guard};
 use crate::logic::cookie;
 use crate::logic::extract::{scan_query, QueryScan};
 use crate::logic::hash::{key_hash, log_tag};
+use crate::logic::least_conn::{self, Candidate};
+use crate::logic::params::Balance;
 use crate::logic::ring::{Member, Ring};
 use crate::logic::route::{self, Line, Routes};
 use crate::logic::sniff::{handshake_shape, Kind};
@@ -48,6 +50,8 @@ pub enum Status {
     Route,
     /// Routed by the route cookie (`cookie=`).
     Cookie,
+    /// `strict`: the session's server was out, the request failed.
+    Strict,
     DeviceId,
     Fallback,
     Rebound,
@@ -63,6 +67,7 @@ impl Status {
             Status::None => b"",
             Status::Route => b"route",
             Status::Cookie => b"cookie",
+            Status::Strict => b"strict",
             Status::DeviceId => b"device_id",
             Status::Fallback => b"fallback",
             Status::Rebound => b"rebound",
@@ -88,6 +93,10 @@ pub struct PeerData {
     calls: u32,
     /// The steps of the precedence list still to try: `ROUTE`, `LEARNED`, `COOKIE`.
     pending: u8,
+    /// The request carries a session id.
+    has_sid: bool,
+    /// The peer was chosen as the session's own server (for `strict` on a retry).
+    bound: bool,
     /// The route target of the session id's label (`ROUTE`).
     route: u32,
     /// The peer identity learned for the request's session id (`LEARNED`).
@@ -373,6 +382,8 @@ unsafe fn init_peer_inner(
                 tries: 0,
                 calls: 0,
                 pending: 0,
+                has_sid: false,
+                bound: false,
                 route: 0,
                 learned: 0,
                 cookie: 0,
@@ -410,6 +421,7 @@ unsafe fn init_peer_inner(
 
         if conf.wants_sid() {
             if let Some(sid) = find_key(r, &conf.sid, &query) {
+                (*pd).has_sid = true;
                 find_route(r, conf, sid, &mut *pd);
                 // A routed session skips the table: it would name the same server.
                 if (*pd).pending & ROUTE == 0 {
@@ -545,16 +557,128 @@ unsafe extern "C" fn get_peer(pc: *mut ngx_peer_connection_t, data: *mut c_void)
     })
 }
 
+/// Placement of a request that no step of the list decided: round robin or least_conn.
 unsafe fn round_robin(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
     pd.status = Status::Fallback;
+    // SAFETY: `conf` was set by `init_peer`.
+    if unsafe { (*pd.conf).balance } == Balance::LeastConn {
+        // SAFETY: `rrp` is this request's round-robin data.
+        if let Some(rc) = unsafe { least_conn(pc, pd) } {
+            return rc;
+        }
+    }
     // SAFETY: `rrp` is round robin's own data for this request.
     unsafe { ngx_http_upstream_get_round_robin_peer(pc, ptr::addr_of_mut!(pd.rrp).cast()) }
+}
+
+/// A peer of the list as `least_conn::pick` reads it.
+struct LcPeer {
+    peer: *mut ngx_http_upstream_rr_peer_t,
+    index: usize,
+    tried: *mut usize,
+    now: i64,
+}
+
+impl Candidate for LcPeer {
+    fn usable(&self) -> bool {
+        // SAFETY: the list is locked while `pick` runs; `tried` covers it.
+        unsafe { usable(&*self.peer, self.index, self.tried, self.now) }
+    }
+    fn conns(&self) -> u64 {
+        // SAFETY: as above.
+        unsafe { (*self.peer).conns as u64 }
+    }
+    fn weight(&self) -> u64 {
+        // SAFETY: as above.
+        unsafe { (*self.peer).weight.max(0) as u64 }
+    }
+    fn effective_weight(&self) -> i64 {
+        // SAFETY: as above.
+        unsafe { (*self.peer).effective_weight as i64 }
+    }
+    fn current_weight(&self) -> i64 {
+        // SAFETY: as above.
+        unsafe { (*self.peer).current_weight as i64 }
+    }
+    fn set_current_weight(&self, w: i64) {
+        // SAFETY: as above; the write lock is held.
+        unsafe { (*self.peer).current_weight = w as ngx_int_t }
+    }
+}
+
+/// `balance=least_conn` over the request's current peer list; `None` when no peer is usable
+/// (round robin then goes on, to the backup servers if there are any).
+///
+/// # Safety
+/// `pd.rrp` must be this request's round-robin data.
+unsafe fn least_conn(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> Option<ngx_int_t> {
+    let peers = pd.rrp.peers;
+    // SAFETY: the live peer list, locked as nginx's own least_conn locks it.
+    unsafe {
+        let _lock = PeersLock::write(peers);
+        if (*peers).number == 0 {
+            return None;
+        }
+        #[cfg(nginx1_27_3)]
+        if !(*peers).config.is_null() && pd.rrp.config != *(*peers).config {
+            return None;
+        }
+        let (tried, now) = (pd.rrp.tried, (*ngx_cached_time).sec);
+        let first = (*peers).peer;
+        let list = || {
+            core::iter::successors((!first.is_null()).then_some((first, 0usize)), |&(p, i)| {
+                // `p` is an element of the locked list.
+                let next = (*p).next;
+                (!next.is_null()).then_some((next, i + 1))
+            })
+            .map(|(peer, index)| LcPeer {
+                peer,
+                index,
+                tried,
+                now,
+            })
+        };
+        let chosen = least_conn::pick(list)?;
+        let p = list().nth(chosen)?;
+        (*pc).set_cached(0);
+        (*pc).connection = ptr::null_mut();
+        take_peer(pc, pd, p.peer, p.index, now);
+        Some(NGX_OK as ngx_int_t)
+    }
+}
+
+/// `strict`: the session's server is out, and no other server may answer for it.
+///
+/// # Safety
+/// `peers` must be the request's peer list.
+unsafe fn refuse(
+    pc: *mut ngx_peer_connection_t,
+    pd: &mut PeerData,
+    peers: *mut ngx_http_upstream_rr_peers_t,
+) -> ngx_int_t {
+    pd.status = Status::Strict;
+    // SAFETY: the list's name is configuration memory.
+    unsafe {
+        (*pc).name = (*peers).name;
+        ngx::ngx_log_error!(
+            NGX_LOG_INFO,
+            (*pc).log,
+            "socketio_sticky: the session's server is out and \"strict\" is set: no other \
+             server tried"
+        );
+    }
+    NGX_BUSY as ngx_int_t
 }
 
 unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
     // SAFETY: `conf` was set by `init_peer` and lives as long as the configuration.
     let conf = unsafe { &*pd.conf };
     pd.calls += 1;
+    if conf.strict && pd.bound {
+        // A retry after the session's own server failed.
+        // SAFETY: the request's peer list.
+        return unsafe { refuse(pc, pd, pd.rrp.peers) };
+    }
     let ring = match (&conf.ring, pd.has_key) {
         (Some(ring), true) if pd.tries <= MAX_TRIES => Some(ring),
         _ => None,
@@ -590,12 +714,16 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
 
         // The precedence list, each step once: the session id's route label, the learned
         // session, the route cookie (then the device id, then round robin).
+        // Steps that name the server of the request's session (its id's label, the learned
+        // id, and the cookie when the request carries an id): with `strict`, only that
+        // server may answer.
         let steps = core::mem::take(&mut pd.pending);
         let tried = pd.rrp.tried;
-        let pick = |found: Option<PeerAt>, rebound: &mut bool| match found {
+        let mut session_out = false;
+        let pick = |found: Option<PeerAt>, out: &mut bool| match found {
             Some((peer, index)) if usable(&*peer, index, tried, now) => Some((peer, index)),
             Some(_) => {
-                *rebound = true;
+                *out = true;
                 None
             }
             None => None,
@@ -606,20 +734,32 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
                 .find(|&(peer, index)| usable(&*peer, index, tried, now));
             match found {
                 Some((peer, index)) => {
-                    return chosen(pc, pd, peer, index, now, Status::Route, rebound)
+                    pd.bound = true;
+                    return chosen(pc, pd, peer, index, now, Status::Route, rebound);
                 }
-                None => rebound = true,
+                None => session_out = true,
             }
         }
         if steps & LEARNED != 0 {
-            if let Some((peer, index)) = pick(cache.by_identity(pd.learned), &mut rebound) {
+            if let Some((peer, index)) = pick(cache.by_identity(pd.learned), &mut session_out) {
+                pd.bound = true;
                 return chosen(pc, pd, peer, index, now, Status::Learned, rebound);
             }
         }
         if steps & COOKIE != 0 {
-            if let Some((peer, index)) = pick(cache.by_cookie(pd.cookie), &mut rebound) {
+            let mut out = false;
+            if let Some((peer, index)) = pick(cache.by_cookie(pd.cookie), &mut out) {
+                pd.bound = pd.has_sid;
                 return chosen(pc, pd, peer, index, now, Status::Cookie, rebound);
             }
+            session_out |= out && pd.has_sid;
+            rebound |= out;
+        }
+        if session_out {
+            if conf.strict {
+                return refuse(pc, pd, peers);
+            }
+            rebound = true;
         }
 
         let Some(ring) = ring else {

@@ -21,7 +21,7 @@ use crate::balancer::PeerCache;
 use crate::glue::{bytes, guard};
 use crate::logic::cookie::{self, CookieKey};
 use crate::logic::extract::{ArgNames, MAX_ARGS, MAX_KEY_LEN};
-use crate::logic::params::{self, Source};
+use crate::logic::params::{self, Balance, Source};
 use crate::logic::ring::Ring;
 use crate::logic::route::{Label, Routes};
 
@@ -73,6 +73,10 @@ pub struct SrvConf {
     pub routes: Routes,
     /// `cookie=NAME`: the route cookie.
     pub cookie: Option<RouteCookie>,
+    /// `strict`: no other server answers for a session whose server is out.
+    pub strict: bool,
+    /// `balance=`: placement of requests that no key decides.
+    pub balance: Balance,
 }
 
 /// Where a directive was written (for errors found after parsing).
@@ -119,6 +123,8 @@ impl Default for SrvConf {
             labels: Vec::new(),
             routes: Routes::default(),
             cookie: None,
+            strict: false,
+            balance: Balance::RoundRobin,
         }
     }
 }
@@ -196,6 +202,8 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
     };
     conf.arg_names = ArgNames::new(&arg_names);
     conf.timeout = parsed.timeout;
+    conf.strict = parsed.strict;
+    conf.balance = parsed.balance;
     if let Some(p) = parsed.route {
         conf.route_locs = UnsafeCell::new(Some(p.0.capture_locations()));
         conf.route = Some(p.0);

@@ -47,21 +47,7 @@ sub ::issued {
     return qr{\r\n(?:$alt)};
 }
 
-my $Backends = join '', map {
-    my ($x, $n) = ($_, ord($_) - ord('A') + 1);
-    <<"_EOC_";
-    server {
-        listen 127.0.0.1:\$TEST_NGINX_FLEET_PORT_$n;
-        add_header X-Backend $x;
-        location / {
-            if (\$arg_mint) {
-                return 200 '0{"sid":"\$arg_mint","upgrades":[],"pingInterval":25000,"pingTimeout":20000}';
-            }
-            return 200 "$x\\n";
-        }
-    }
-_EOC_
-} qw(A B C D);
+my $Backends = ::mock_backends('TEST_NGINX_FLEET_PORT_', qw(A B C D));
 
 add_block_preprocessor(sub {
     my $block = shift;

@@ -3,6 +3,7 @@
 pub mod cookie;
 pub mod extract;
 pub mod hash;
+pub mod least_conn;
 pub mod params;
 pub mod ring;
 pub mod route;

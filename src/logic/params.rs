@@ -54,6 +54,21 @@ pub struct Params {
     pub route: Option<Pattern>,
     /// `cookie=NAME` and its `cookie_*` attributes: the route cookie nginx issues.
     pub cookie: Option<Cookie>,
+    /// `strict`: a request of a session whose server is out fails (502) instead of going to
+    /// another server.
+    pub strict: bool,
+    /// `balance=`: where requests without a usable key go.
+    pub balance: Balance,
+}
+
+/// `balance=round_robin|least_conn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// nginx's weighted round robin (the default).
+    #[default]
+    RoundRobin,
+    /// The fewest active connections relative to the weight.
+    LeastConn,
 }
 
 /// The route cookie: `cookie=NAME` with `cookie_path=`, `cookie_domain=`, `cookie_max_age=`,
@@ -128,6 +143,8 @@ impl Default for Params {
             timeout: DEFAULT_TIMEOUT,
             route: None,
             cookie: None,
+            strict: false,
+            balance: Balance::RoundRobin,
         }
     }
 }
@@ -157,6 +174,7 @@ pub enum ParamError {
     /// A `cookie_*` parameter without `cookie=`.
     CookieAttrWithoutCookie(String),
     SameSiteNoneWithoutSecure,
+    BadBalance(String),
 }
 
 impl fmt::Display for ParamError {
@@ -184,6 +202,10 @@ impl fmt::Display for ParamError {
                 MIN_ZONE_SIZE / 1024
             ),
             ParamError::BadTimeout(t) => write!(f, "has invalid timeout \"{t}\""),
+            ParamError::BadBalance(b) => write!(
+                f,
+                "has invalid balance \"{b}\", expected round_robin or least_conn"
+            ),
             ParamError::BadCookieName(n) => write!(f, "has invalid cookie name \"{n}\""),
             ParamError::BadCookieValue(p) => write!(f, "has invalid value in \"{p}\""),
             ParamError::CookieAttrWithoutCookie(p) => {
@@ -206,6 +228,8 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut seen_zone = false;
     let mut seen_timeout = false;
     let mut seen_route = false;
+    let mut seen_strict = false;
+    let mut seen_balance = false;
     let mut cookie = CookieParts::default();
 
     for &arg in args {
@@ -237,6 +261,18 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
             (b"route", Some(v)) => {
                 mark(&mut seen_route, "route")?;
                 params.route = Some(Pattern(compile_capture_regex(&shown, v)?));
+            }
+            (b"strict", None) => {
+                mark(&mut seen_strict, "strict")?;
+                params.strict = true;
+            }
+            (b"balance", Some(v)) => {
+                mark(&mut seen_balance, "balance")?;
+                params.balance = match v {
+                    b"round_robin" => Balance::RoundRobin,
+                    b"least_conn" => Balance::LeastConn,
+                    _ => return Err(ParamError::BadBalance(lossy(v))),
+                };
             }
             _ if name.starts_with(b"cookie") => cookie.take(name, value, &shown)?,
             _ => return Err(ParamError::Unknown(shown)),
@@ -789,6 +825,31 @@ mod tests {
             Err(ParamError::Duplicate("route".into()))
         );
         assert_eq!(p(&[]).unwrap().route, None);
+    }
+
+    #[test]
+    fn strict_and_balance() {
+        let d = p(&[]).unwrap();
+        assert!(!d.strict);
+        assert_eq!(d.balance, Balance::RoundRobin);
+        let d = p(&["strict", "balance=least_conn"]).unwrap();
+        assert!(d.strict);
+        assert_eq!(d.balance, Balance::LeastConn);
+        assert_eq!(
+            p(&["balance=round_robin"]).unwrap().balance,
+            Balance::RoundRobin
+        );
+        let err = |a: &[&str]| p(a).unwrap_err().to_string();
+        assert_eq!(
+            err(&["balance=random"]),
+            "has invalid balance \"random\", expected round_robin or least_conn"
+        );
+        assert_eq!(err(&["strict=on"]), "has unknown parameter \"strict=on\"");
+        assert_eq!(err(&["strict", "strict"]), "has parameter \"strict\" twice");
+        assert_eq!(
+            err(&["balance=least_conn", "balance=least_conn"]),
+            "has parameter \"balance\" twice"
+        );
     }
 
     #[test]

@@ -48,4 +48,27 @@ sub ::first10 {
     return @_ > 10 ? @_[0 .. 9] : @_;
 }
 
+# Mock backends named A, B, ... on the ports $ENV{"${prefix}1"}, $ENV{"${prefix}2"}, ... (A on
+# the first, B on the second, whichever of them are asked for): each answers with its
+# name and a header X-Backend; a request with `mint=SID` is a handshake, answered with an
+# Engine.IO 4 open packet naming SID (which the module learns).
+sub ::mock_backends {
+    my ($prefix, @names) = @_;
+    return join '', map {
+        my $n = ord($_) - ord('A') + 1;
+        <<"_EOC_";
+    server {
+        listen 127.0.0.1:\$$prefix$n;
+        add_header X-Backend $_;
+        location / {
+            if (\$arg_mint) {
+                return 200 '0{"sid":"\$arg_mint","upgrades":[],"pingInterval":25000,"pingTimeout":20000}';
+            }
+            return 200 "$_\\n";
+        }
+    }
+_EOC_
+    } @names;
+}
+
 1;
