@@ -64,6 +64,8 @@ stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGIN
 stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t/e2e/run
 # Two nginx nodes with one configuration behind a TCP round robin: route labels, route cookie.
 stage "e2e fleet: two nginx nodes, route= and cookie=" t/e2e/fleet
+# Faults: a backend killed under load and restarted, reloads every second, a zone too small.
+stage "e2e faults (quick)" t/e2e/faults --quick
 
 # The benchmark harness in its fast mode (no valgrind): every row still behaves.
 stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
