@@ -320,8 +320,17 @@ fn resolve_routes(
             backup: s.backup() != 0,
         })
         .collect();
-    for (label, place) in &conf.labels {
-        if let Err(e) = Routes::build(&lines, core::slice::from_ref(label)) {
+    let labels: Vec<_> = conf.labels.iter().map(|(l, _)| l.clone()).collect();
+    conf.routes = match Routes::build(&lines, &labels) {
+        Ok(r) => r,
+        Err(e) => {
+            // The line of the label at fault.
+            let place = conf
+                .labels
+                .iter()
+                .find(|(l, _)| String::from_utf8_lossy(&l.label) == e.label())
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default();
             ngx::ngx_log_error!(
                 NGX_LOG_EMERG,
                 log,
@@ -331,9 +340,7 @@ fn resolve_routes(
             );
             return Err(NGX_ERROR as ngx_int_t);
         }
-    }
-    let labels: Vec<_> = conf.labels.iter().map(|(l, _)| l.clone()).collect();
-    conf.routes = Routes::build(&lines, &labels).map_err(|_| NGX_ERROR as ngx_int_t)?;
+    };
     Ok(())
 }
 

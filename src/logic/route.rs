@@ -34,6 +34,15 @@ pub enum RouteError {
     Backup { label: String, server: String },
 }
 
+impl RouteError {
+    /// The label at fault.
+    pub fn label(&self) -> &str {
+        match self {
+            RouteError::NoServer { label, .. } | RouteError::Backup { label, .. } => label,
+        }
+    }
+}
+
 impl core::fmt::Display for RouteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
