@@ -5,13 +5,14 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_void};
 use core::ptr;
 use std::collections::HashMap;
+use std::ffi::CString;
 
 use ngx::core::Pool;
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_conf_ctx_t, ngx_http_get_variable_index,
-    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_srv_conf_t,
-    ngx_int_t, ngx_pnalloc, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
+    ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_conf_ctx_t,
+    ngx_http_get_variable_index, ngx_http_upstream_main_conf_t, ngx_http_upstream_module,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_pnalloc, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
+    NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
     NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
     NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK,
 };
@@ -237,11 +238,28 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
             (name, params::DEFAULT_ZONE_SIZE)
         }
     };
+    let state = match parsed.state {
+        // SAFETY: `cf` is the configuration being parsed.
+        Some(path) => match unsafe { full_name(cf, &path) } {
+            Some(p) => Some(p),
+            None => {
+                return conf_error(
+                    cf,
+                    &format!(
+                        "has invalid state file \"{}\"",
+                        String::from_utf8_lossy(&path)
+                    ),
+                )
+            }
+        },
+        None => None,
+    };
     // SAFETY: `cf` is the configuration being parsed.
-    conf.zone = unsafe { crate::zone::add_zone(cf, &zone_name, zone_size) };
-    if conf.zone.is_null() {
-        return ngx::core::NGX_CONF_ERROR;
-    }
+    conf.zone = match unsafe { crate::zone::add_zone(cf, &zone_name, zone_size, state) } {
+        Ok(z) => z,
+        Err(crate::zone::ZoneError::Logged) => return ngx::core::NGX_CONF_ERROR,
+        Err(crate::zone::ZoneError::Conf(e)) => return conf_error(cf, &e),
+    };
     conf.enabled = true;
     if uscf.peer.init_upstream.is_some() {
         ngx::ngx_conf_log_error!(NGX_LOG_WARN, cf, "load balancing method redefined");
@@ -256,6 +274,34 @@ unsafe fn set_socketio_sticky_inner(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> 
         | NGX_HTTP_UPSTREAM_BACKUP) as ngx_uint_t;
 
     ngx::core::NGX_CONF_OK
+}
+
+/// `path` made absolute against nginx's prefix, as nginx does for its own files; `None` when
+/// it holds a NUL byte or nginx cannot allocate.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+unsafe fn full_name(cf: *mut ngx_conf_t, path: &[u8]) -> Option<CString> {
+    if path.contains(&0) {
+        return None;
+    }
+    // SAFETY: the copy lives in the configuration pool; `ngx_conf_full_name` replaces it with
+    // the full name, allocated in the cycle's pool.
+    unsafe {
+        let data = ngx_pnalloc((*cf).pool, path.len()).cast::<u8>();
+        if data.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(path.as_ptr(), data, path.len());
+        let mut s = ngx_str_t {
+            len: path.len(),
+            data,
+        };
+        if ngx_conf_full_name((*cf).cycle, &mut s, 0) != NGX_OK as ngx_int_t {
+            return None;
+        }
+        CString::new(bytes(&s)).ok()
+    }
 }
 
 /// The `socketio_sticky_route LABEL SERVER;` directive handler: an explicit route label.

@@ -21,6 +21,7 @@ mod filter;
 mod glue;
 mod logic;
 mod request;
+mod state;
 mod variables;
 mod zone;
 

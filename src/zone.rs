@@ -1,71 +1,150 @@
 //! The shared memory zone that holds the session table (`logic::table`): created by the
 //! directive, formatted when nginx maps it, kept over reloads that keep its name and size,
-//! and locked with the slab pool's mutex around every table operation.
+//! and locked with the slab pool's mutex around every table operation. With `state=`, the
+//! table lives in a file instead (`state`), which a new master maps again.
 
 use core::ffi::c_void;
-use core::mem::{align_of, size_of};
+use core::mem::align_of;
 use core::ptr;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
+use std::ffi::{CStr, CString};
+
+use ngx::core::Pool;
 use ngx::ffi::{
-    ngx_conf_t, ngx_int_t, ngx_pagesize, ngx_pcalloc, ngx_pnalloc, ngx_shared_memory_add,
-    ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
-    NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
+    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_pagesize, ngx_pnalloc,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
+    ngx_slab_pool_t, ngx_str_t, ngx_test_config, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
 };
 
 use crate::glue::guard;
 use crate::logic::table::{layout, Entry, Header, Layout, Table};
+use crate::state::{Mapping, Opened};
 
-/// What a worker knows of a zone: where the table is in the mapping. Lives in the
-/// configuration pool; `shm_zone->data` points to it.
+/// What a worker knows of a zone: where its table is. Lives in the configuration pool (dropped
+/// with it); `shm_zone->data` points to it.
 pub struct ZoneCtx {
     shpool: *mut ngx_slab_pool_t,
-    base: *mut u8,
-    layout: Option<Layout>,
+    /// The table in the zone's own memory, once made (kept over reloads with the zone).
+    slab: Option<(*mut u8, Layout)>,
+    /// `state=`: the file's full path, from the configuration.
+    state: Option<CString>,
+    /// The state file as this cycle mapped it; when present, the table is there.
+    map: Option<Mapping>,
 }
 
-/// Declares (or joins) the zone `name`; `size` 0 joins a zone sized elsewhere. Returns null
-/// after logging when nginx refuses (nginx logs size conflicts and foreign zones itself).
+/// Why a zone could not be declared.
+pub enum ZoneError {
+    /// nginx logged it (size conflicts, foreign zones, no memory).
+    Logged,
+    /// A message for the directive's error line.
+    Conf(String),
+}
+
+/// Declares (or joins) the zone `name`; `size` 0 joins a zone sized elsewhere. `state` is the
+/// full path of the zone's state file, if any; upstreams that share a zone must agree on it.
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed.
-pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &[u8], size: usize) -> *mut ngx_shm_zone_t {
+pub unsafe fn add_zone(
+    cf: *mut ngx_conf_t,
+    name: &[u8],
+    size: usize,
+    state: Option<CString>,
+) -> Result<*mut ngx_shm_zone_t, ZoneError> {
     // SAFETY: the name is copied into the configuration pool, which outlives the zone's
-    // declaration; the tag is the module's own static, the same in every cycle.
+    // declaration; the tag is the module's own static, the same in every cycle; `data` of our
+    // zones is always a `ZoneCtx` made here.
     unsafe {
         let data = ngx_pnalloc((*cf).pool, name.len()).cast::<u8>();
         if data.is_null() {
-            return ptr::null_mut();
+            return Err(ZoneError::Logged);
         }
         ptr::copy_nonoverlapping(name.as_ptr(), data, name.len());
         let mut s = ngx_str_t {
             len: name.len(),
             data,
         };
-        let tag = ptr::addr_of_mut!(crate::ngx_http_upstream_socketio_sticky_module).cast();
-        let zone = ngx_shared_memory_add(cf, &mut s, size, tag);
+        let zone = ngx_shared_memory_add(cf, &mut s, size, tag());
         if zone.is_null() {
-            return zone;
+            return Err(ZoneError::Logged);
         }
-        if (*zone).data.is_null() {
-            let ctx = ngx_pcalloc((*cf).pool, size_of::<ZoneCtx>()).cast::<ZoneCtx>();
-            if ctx.is_null() {
-                return ptr::null_mut();
+        if let (Some(path), Some(other)) = (&state, state_user((*cf).cycle, state.as_deref())) {
+            if other != zone {
+                return Err(ZoneError::Conf(format!(
+                    "has state file \"{}\" that zone \"{}\" uses too",
+                    path.to_string_lossy(),
+                    zone_name(other)
+                )));
             }
-            ctx.write(ZoneCtx {
-                shpool: ptr::null_mut(),
-                base: ptr::null_mut(),
-                layout: None,
-            });
-            (*zone).data = ctx.cast();
-            (*zone).init = Some(init_zone);
         }
-        zone
+        if let Some(ctx) = (*zone).data.cast::<ZoneCtx>().as_mut() {
+            return match (&ctx.state, state) {
+                (Some(a), Some(b)) if *a != b => Err(ZoneError::Conf(format!(
+                    "has state file \"{}\" but zone \"{}\" has \"{}\"",
+                    b.to_string_lossy(),
+                    zone_name(zone),
+                    a.to_string_lossy()
+                ))),
+                (None, b @ Some(_)) => {
+                    ctx.state = b;
+                    Ok(zone)
+                }
+                _ => Ok(zone),
+            };
+        }
+        let ctx = Pool::from_ngx_pool((*cf).pool).allocate(ZoneCtx {
+            shpool: ptr::null_mut(),
+            slab: None,
+            state,
+            map: None,
+        });
+        if ctx.is_null() {
+            return Err(ZoneError::Logged);
+        }
+        (*zone).data = ctx.cast();
+        (*zone).init = Some(init_zone);
+        Ok(zone)
     }
 }
 
-/// Zone `init`: reuse the previous cycle's table (reload) or format a new one.
+/// The module's tag on its zones.
+fn tag() -> *mut c_void {
+    ptr::addr_of_mut!(crate::ngx_http_upstream_socketio_sticky_module).cast()
+}
+
+/// The zone of this cycle whose state file is `path`, if any.
+///
+/// # Safety
+/// `cycle` must be the cycle being configured.
+unsafe fn state_user(cycle: *mut ngx_cycle_t, path: Option<&CStr>) -> Option<*mut ngx_shm_zone_t> {
+    let path = path?;
+    // SAFETY: nginx's list of shared memory zones: parts of `nelts` zones each; ours carry a
+    // `ZoneCtx` in `data` (or null while being declared).
+    unsafe {
+        let mut part: *const ngx_list_part_t = ptr::addr_of!((*cycle).shared_memory.part);
+        while let Some(p) = part.as_ref() {
+            let zones = p.elts.cast::<ngx_shm_zone_t>();
+            for i in 0..p.nelts {
+                let z = zones.add(i);
+                if (*z).tag != tag() {
+                    continue;
+                }
+                if let Some(ctx) = (*z).data.cast::<ZoneCtx>().as_ref() {
+                    if ctx.state.as_deref() == Some(path) {
+                        return Some(z);
+                    }
+                }
+            }
+            part = p.next;
+        }
+    }
+    None
+}
+
+/// Zone `init`: reuse the previous cycle's table (reload), map the state file, or format a new
+/// table.
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     // SAFETY: nginx passes the zone being initialised, with its mapping.
     let log = unsafe { (*zone).shm.log };
@@ -81,28 +160,80 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
     // slab pool.
     unsafe {
         let ctx = &mut *(*zone).data.cast::<ZoneCtx>();
-        if let Some(old) = old.as_ref() {
-            ctx.shpool = old.shpool;
-            ctx.base = old.base;
-            ctx.layout = old.layout;
-            return NGX_OK as ngx_int_t;
-        }
+        let old = old.as_ref();
+        let log = (*zone).shm.log;
+        let name = zone_name(zone);
         let shpool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
         ctx.shpool = shpool;
-        if (*zone).shm.exists != 0 {
-            // A mapping inherited as is (Windows): the table is where the pool says.
-            ctx.base = (*shpool).data.cast();
-            ctx.layout = layout(table_bytes(shpool));
-            return NGX_OK as ngx_int_t;
+        // A zone kept over a reload keeps the table made in its memory, if any.
+        ctx.slab = old.and_then(|o| o.slab);
+
+        if let Some(path) = ctx.state.as_deref() {
+            if ngx_test_config != 0 {
+                return match crate::state::check(path) {
+                    Ok(()) => NGX_OK as ngx_int_t,
+                    Err(e) => {
+                        ngx::ngx_log_error!(NGX_LOG_EMERG, log, "socketio_sticky: {}", e);
+                        NGX_ERROR as ngx_int_t
+                    }
+                };
+            }
+            let previous = old
+                .filter(|o| o.state.as_deref() == Some(path))
+                .and_then(|o| o.map.as_ref());
+            return match crate::state::open(path, (*zone).shm.size, previous, format_block) {
+                Ok(Opened::Kept(m)) => {
+                    if previous.is_none() {
+                        let live = {
+                            let _lock = m.lock();
+                            with_block(m.block(), m.layout, |t| t.live()).unwrap_or(0)
+                        };
+                        ngx::ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            log,
+                            "socketio_sticky: zone \"{}\" keeps {} sessions from \"{}\"",
+                            name,
+                            live,
+                            path.to_string_lossy()
+                        );
+                    }
+                    ctx.map = Some(m);
+                    NGX_OK as ngx_int_t
+                }
+                Ok(Opened::Made(m)) => {
+                    ngx::ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        log,
+                        "socketio_sticky: zone \"{}\" starts a new table of {} sessions in \"{}\"",
+                        name,
+                        m.layout.capacity,
+                        path.to_string_lossy()
+                    );
+                    ctx.map = Some(m);
+                    NGX_OK as ngx_int_t
+                }
+                Err(e) => {
+                    ngx::ngx_log_error!(
+                        NGX_LOG_EMERG,
+                        log,
+                        "socketio_sticky: zone \"{}\": {}",
+                        name,
+                        e
+                    );
+                    NGX_ERROR as ngx_int_t
+                }
+            };
         }
 
-        let bytes = table_bytes(shpool);
-        let Some(l) = layout(bytes) else {
+        if ctx.slab.is_some() {
+            return NGX_OK as ngx_int_t;
+        }
+        let Some(l) = layout(table_bytes(shpool)) else {
             ngx::ngx_log_error!(
                 NGX_LOG_EMERG,
-                (*zone).shm.log,
+                log,
                 "socketio_sticky: zone \"{}\" is too small",
-                String::from_utf8_lossy(crate::glue::bytes(&(*zone).shm.name))
+                name
             );
             return NGX_ERROR as ngx_int_t;
         };
@@ -110,24 +241,52 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
         if base.is_null() || (base as usize) % align_of::<Header>() != 0 {
             return NGX_ERROR as ngx_int_t;
         }
-        ctx.base = base;
-        ctx.layout = Some(l);
         (*shpool).data = base.cast();
-
-        let Some((hdr, buckets, entries)) = parts(base, l) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        if Table::format(hdr, buckets, entries, random_key()).is_none() {
+        if !format_block(base, l) {
             return NGX_ERROR as ngx_int_t;
         }
+        ctx.slab = Some((base, l));
         ngx::ngx_log_debug!(
-            (*zone).shm.log,
+            log,
             "socketio_sticky: zone \"{}\" holds {} sessions",
-            String::from_utf8_lossy(crate::glue::bytes(&(*zone).shm.name)),
+            name,
             l.capacity
         );
     }
     NGX_OK as ngx_int_t
+}
+
+/// Formats a table block with a new random key.
+fn format_block(base: *mut u8, l: Layout) -> bool {
+    // SAFETY: callers pass a block of `l.total` bytes that no other process uses yet.
+    unsafe {
+        let Some((hdr, buckets, entries)) = parts(base, l) else {
+            return false;
+        };
+        Table::format(hdr, buckets, entries, random_key()).is_some()
+    }
+}
+
+/// Whether the block at `base` holds a table of layout `l`.
+///
+/// # Safety
+/// As for [`parts`].
+pub unsafe fn table_opens(base: *mut u8, l: Layout) -> bool {
+    // SAFETY: guaranteed by the caller.
+    unsafe { with_block(base, l, |_| ()).is_some() }
+}
+
+/// Runs `f` on the table in the block at `base`.
+///
+/// # Safety
+/// As for [`parts`].
+unsafe fn with_block<R>(base: *mut u8, l: Layout, f: impl FnOnce(&mut Table) -> R) -> Option<R> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let (hdr, buckets, entries) = parts(base, l)?;
+        let mut table = Table::open(hdr, buckets, entries)?;
+        Some(f(&mut table))
+    }
 }
 
 /// Bytes the slab pool can give in one piece: all of its free pages.
@@ -175,7 +334,8 @@ fn random_key() -> [u64; 2] {
     k
 }
 
-/// Runs `f` on the zone's table under the zone's lock; `None` when the zone has no table.
+/// Runs `f` on the zone's table under its lock (the state file's, or the zone's mutex);
+/// `None` when the zone has no table.
 ///
 /// # Safety
 /// `zone` must be a zone declared by [`add_zone`] in the running cycle.
@@ -185,17 +345,19 @@ pub unsafe fn with_table<R>(
     f: impl FnOnce(&mut Table) -> R,
 ) -> Option<R> {
     // SAFETY: our zones' `data` is a `ZoneCtx` filled by `init_zone`; the lock serialises
-    // every access to the block between workers.
+    // every access to the table between processes.
     unsafe {
         let ctx = (*zone).data.cast::<ZoneCtx>().as_ref()?;
-        let l = ctx.layout?;
+        if let Some(m) = &ctx.map {
+            let _lock = m.lock();
+            return with_block(m.block(), m.layout, f);
+        }
+        let (base, l) = ctx.slab?;
         if ctx.shpool.is_null() {
             return None;
         }
         let _lock = ZoneLock::new(ctx.shpool);
-        let (hdr, buckets, entries) = parts(ctx.base, l)?;
-        let mut table = Table::open(hdr, buckets, entries)?;
-        Some(f(&mut table))
+        with_block(base, l, f)
     }
 }
 

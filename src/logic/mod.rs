@@ -8,4 +8,5 @@ pub mod params;
 pub mod ring;
 pub mod route;
 pub mod sniff;
+pub mod state;
 pub mod table;

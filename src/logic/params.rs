@@ -59,6 +59,9 @@ pub struct Params {
     pub strict: bool,
     /// `balance=`: where requests without a usable key go.
     pub balance: Balance,
+    /// `state=PATH`: the session table lives in this file, which outlives the master process
+    /// (binary upgrade, restart).
+    pub state: Option<Vec<u8>>,
 }
 
 /// `balance=round_robin|least_conn`.
@@ -145,6 +148,7 @@ impl Default for Params {
             cookie: None,
             strict: false,
             balance: Balance::RoundRobin,
+            state: None,
         }
     }
 }
@@ -175,6 +179,8 @@ pub enum ParamError {
     CookieAttrWithoutCookie(String),
     SameSiteNoneWithoutSecure,
     BadBalance(String),
+    /// `state=` with an empty path.
+    EmptyState,
 }
 
 impl fmt::Display for ParamError {
@@ -206,6 +212,7 @@ impl fmt::Display for ParamError {
                 f,
                 "has invalid balance \"{b}\", expected round_robin or least_conn"
             ),
+            ParamError::EmptyState => write!(f, "has an empty path in \"state=\""),
             ParamError::BadCookieName(n) => write!(f, "has invalid cookie name \"{n}\""),
             ParamError::BadCookieValue(p) => write!(f, "has invalid value in \"{p}\""),
             ParamError::CookieAttrWithoutCookie(p) => {
@@ -230,6 +237,7 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut seen_route = false;
     let mut seen_strict = false;
     let mut seen_balance = false;
+    let mut seen_state = false;
     let mut cookie = CookieParts::default();
 
     for &arg in args {
@@ -273,6 +281,13 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
                     b"least_conn" => Balance::LeastConn,
                     _ => return Err(ParamError::BadBalance(lossy(v))),
                 };
+            }
+            (b"state", Some(v)) => {
+                mark(&mut seen_state, "state")?;
+                if v.is_empty() {
+                    return Err(ParamError::EmptyState);
+                }
+                params.state = Some(v.to_vec());
             }
             _ if name.starts_with(b"cookie") => cookie.take(name, value, &shown)?,
             _ => return Err(ParamError::Unknown(shown)),
@@ -789,6 +804,20 @@ mod tests {
             p(&["zone=a:1m", "zone=b:1m"]).unwrap_err(),
             ParamError::Duplicate("zone".into())
         );
+    }
+
+    #[test]
+    fn state_file() {
+        let err = |a: &str| p(&[a]).unwrap_err().to_string();
+        assert_eq!(p(&[]).unwrap().state, None);
+        let s = p(&["zone=chat:1m", "state=/var/lib/nginx/chat.sticky"]).unwrap();
+        assert_eq!(s.state.as_deref(), Some(&b"/var/lib/nginx/chat.sticky"[..]));
+        assert_eq!(err("state="), "has an empty path in \"state=\"");
+        assert_eq!(
+            p(&["state=a", "state=b"]).unwrap_err(),
+            ParamError::Duplicate("state".into())
+        );
+        assert_eq!(err("state"), "has unknown parameter \"state\"");
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl<'a> Table<'a> {
         sid_digest(self.hdr.key[0], self.hdr.key[1], sid)
     }
 
-    #[cfg(test)]
+    /// Live entries (expired ones count until they are met).
     pub fn live(&self) -> usize {
         self.hdr.count as usize
     }
