@@ -2,7 +2,7 @@
 // backends die and come back, nginx reloads, and a small zone overflows.
 //
 //   node faults.js --url URL --backends b1=URL,b2=URL,... --access-log FILE --ctl DIR
-//                  --nginx-pid-file FILE [--scenarios kill,reload,...] [--mode full|quick]
+//                  --nginx-pid-file FILE [--scenarios kill,strict,...] [--mode full|quick]
 //                  [--kill-fail-timeout SECONDS]
 //
 // Every scenario is an entry of SCENARIOS (all run by default, in the table's order): its sizes
@@ -12,8 +12,8 @@
 // "info:" line. At the end the table is printed, then each scenario's info and check lines.
 // Exit code 0 iff all checks passed. A scenario that throws fails one check with the error.
 //
-// The driver starts and stops no process itself: ctx.control("kill b2"), ("start b2") and
-// ("reload") ask t/e2e/faults (a request file in --ctl DIR) and resolve to the times in ms
+// The driver starts and stops no process itself: ctx.control("kill b2"), ("start b2"),
+// ("reload") and ("upgrade") ask t/e2e/faults (a request file in --ctl DIR) and resolve to the times in ms
 // before and after it was done.
 //
 // Every request of a session carries ?fx=<scenario...>&n=<session> (engine.io-client repeats
@@ -257,6 +257,40 @@ async function until(cond, timeoutMs, stepMs = 100) {
   }
 }
 
+// Opens `count` long-lived sessions on socketPath, 50 at a time (modeOf(i): a key of MODES;
+// query fx=<fx>&n=<i>) and waits until each has answered twice (and, in mode default, runs over
+// websocket), then 1.5 s more. Resolves to { clients, opened, settled, before }: before[i] is
+// client i's state then: its backend (null if several answered), backends, sids, disconnects.
+async function openLong(ctx, count, socketPath, modeOf, fx, o) {
+  const clients = new Array(count);
+  const opened = await runMany(count, 50, async (i) => {
+    const c = new LongSession(ctx.url, socketPath, modeOf(i), { fx, n: String(i) }, o);
+    clients[i] = c;
+    return c.waitConnected(o.connectTimeoutMs);
+  });
+  const settled = await until(() => clients.every((c) => c.answers.length >= 2 &&
+    (c.mode !== "default" || c.transport() === "websocket")), 30000);
+  await sleep(1500); // a little more, as they are
+  const before = clients.map((c) => {
+    const backends = [...new Set(c.answers.map((a) => a.backend))];
+    const sids = [...new Set(c.answers.map((a) => a.engineId))];
+    return { backend: backends.length === 1 ? backends[0] : null, backends, sids, disconnects: c.disconnects.length };
+  });
+  return { clients, opened: opened.filter(Boolean).length, settled, before };
+}
+
+// Whether a session went on untouched since `before`: no disconnect, no error, one sid and one
+// backend throughout, and answers after time t.
+function untouched(c, before, t) {
+  return c.disconnects.length === 0 && c.errors.length === 0 && c.connects.length === 1 &&
+    c.answers.every((a) => a.engineId === before.sids[0] && a.backend === before.backend) &&
+    c.answers.some((a) => a.t > t);
+}
+
+// The errors and disconnects of some sessions, counted by kind (sids elided).
+const errorKinds = (clients) => countBy(clients.flatMap((c) => c.errors.concat(c.disconnects.map((d) => ({ what: `disconnect: ${d.reason}` })))),
+  (e) => e.what.replace(/[A-Za-z0-9_-]{20,}/g, "<sid>"));
+
 // ---- scenario kill ---------------------------------------------------------------------------
 //
 // Long-lived sessions, half over polling only and half upgraded to websocket, each calling
@@ -275,21 +309,8 @@ async function scenarioKill(ctx, p) {
   const started = Date.now();
 
   ctx.progress(`kill: opening ${p.sessions} long-lived sessions`);
-  const clients = new Array(p.sessions);
-  const opened = await runMany(p.sessions, 50, async (i) => {
-    const c = new LongSession(ctx.url, socketPath, i % 2 ? "polling" : "default", { fx: "kill", n: String(i) }, o);
-    clients[i] = c;
-    return c.waitConnected(o.connectTimeoutMs);
-  });
-  const settled = await until(() => clients.every((c) => c.answers.length >= 2 &&
-    (c.mode !== "default" || c.transport() === "websocket")), 30000);
-  await sleep(1500); // a little more, as they are
-  const connectedBeforeKill = opened.filter(Boolean).length;
-  const before = clients.map((c) => {
-    const backends = [...new Set(c.answers.map((a) => a.backend))];
-    const sids = [...new Set(c.answers.map((a) => a.engineId))];
-    return { backend: backends.length === 1 ? backends[0] : null, backends, sids, disconnects: c.disconnects.length };
-  });
+  const { clients, opened: connectedBeforeKill, settled, before } =
+    await openLong(ctx, p.sessions, socketPath, (i) => (i % 2 ? "polling" : "default"), "kill", o);
   const onVictim = clients.map((_, i) => before[i].backend === victim);
   const affected = onVictim.filter(Boolean).length;
   const healthyBefore = before.filter((b) => b.backend && b.sids.length === 1 && b.disconnects === 0).length;
@@ -394,8 +415,7 @@ async function scenarioKill(ctx, p) {
     `after it, until the restart: ${whileDead.length} (${retries} once fail_timeout=${ctx.args.killFailTimeout}s had passed since the last failure, ` +
     `${violations.length} earlier${violations.length ? ": " + violations.slice(0, 3).map((l) => `${l.method} ${l.uri.slice(0, 60)} ${Math.round(l.start - kill.t0)} ms`).join("; ") : ""})`);
   ctx.info(`kill: ${victim} restarted ${sec(restart.t1 - kill.t1)} after the kill; new sessions per backend: ${fmtCounts(freshPer)}`);
-  const errs = countBy(clients.filter((_, i) => !onVictim[i]).flatMap((c) => c.errors.concat(c.disconnects.map((d) => ({ what: `disconnect: ${d.reason}` })))),
-    (e) => e.what.replace(/[A-Za-z0-9_-]{20,}/g, "<sid>"));
+  const errs = errorKinds(clients.filter((_, i) => !onVictim[i]));
   if (Object.keys(errs).length) ctx.info(`kill: errors of the sessions not on ${victim}: ${fmtCounts(errs)}`);
 
   ctx.check(affected > 0 && affectedRows.every((r) => r.ok),
@@ -411,6 +431,136 @@ async function scenarioKill(ctx, p) {
     `kill: new sessions while ${victim} was down: ${okOutage.length} of ${outage.length} ok, on live backends: ${fmtCounts(countBy(okOutage, (r) => r.backend))}`);
   ctx.check(okFresh.length === fresh.length && freshOnVictim > 0,
     `kill: after ${victim} restarted and fail_timeout passed, new sessions ok: ${okFresh.length} of ${fresh.length}, on ${victim}: ${freshOnVictim} (need > 0)`);
+}
+
+// ---- scenario strict -------------------------------------------------------------------------
+//
+// As kill, with `strict` and backend b3: long-lived sessions, half polling, half upgraded to
+// websocket; b3 is SIGKILLed. A request that carries the sid of one of b3's sessions must never
+// reach another backend (which does not know the session): nginx answers it with 502 (status
+// `strict`), or it is a try of b3 that fails. The clients of b3 then recover by a new handshake,
+// which goes to a live backend; the other sessions notice nothing. b3 is started again at the end.
+
+async function scenarioStrict(ctx, p) {
+  const victim = "b3";
+  const victimPort = ctx.portOf[victim];
+  const socketPath = "/strict/socket.io/";
+  const o = { periodMs: 1000, ackTimeoutMs: 10000, connectTimeoutMs: 20000, reconnectionDelayMs: 200, reconnectionDelayMaxMs: 1000 };
+  const started = Date.now();
+
+  ctx.progress(`strict: opening ${p.sessions} long-lived sessions`);
+  const { clients, opened, settled, before } =
+    await openLong(ctx, p.sessions, socketPath, (i) => (i % 2 ? "polling" : "default"), "strict", o);
+  const onVictim = before.map((b) => b.backend === victim);
+  const affected = onVictim.filter(Boolean).length;
+  ctx.check(opened === p.sessions && settled && before.every((b) => b.backend && b.sids.length === 1),
+    `strict: all ${p.sessions} sessions established before the kill (per backend: ${fmtCounts(countBy(before, (b) => b.backend))})`);
+
+  ctx.progress(`strict: SIGKILL ${victim} (${affected} sessions on it)`);
+  const kill = await ctx.control(`kill ${victim}`);
+  const recovered = (c) => c.answers.some((a) => a.t > kill.t1 && a.backend !== victim);
+  await until(() => clients.every((c, i) => !onVictim[i] || recovered(c)), 20000);
+  const recoveredAt = Date.now();
+  await sleep(p.afterMs);
+  await Promise.all(clients.map((c) => c.stop()));
+  const restart = await ctx.control(`start ${victim}`);
+  await sleep(300);
+
+  const rows = clients.map((c, i) => {
+    const r = { affected: onVictim[i], reconnected: c.connects.some((x) => x.t > kill.t0) };
+    const last = c.connects[c.connects.length - 1];
+    r.ok = r.affected
+      ? r.reconnected && recovered(c) && last.engineId !== before[i].sids[0] &&
+        c.answers.filter((a) => a.t > kill.t1).every((a) => a.backend !== victim && a.engineId === last.engineId)
+      : untouched(c, before[i], kill.t1);
+    return r;
+  });
+  const affectedRows = rows.filter((r) => r.affected);
+  const otherRows = rows.filter((r) => !r.affected);
+
+  // The access log: requests after the kill that carry a sid of b3's sessions.
+  const victimSids = new Set(clients.filter((_, i) => onVictim[i]).map((c) => c.connects[0].engineId));
+  const lines = ctx.readLog().filter((l) => l.uri.startsWith("/strict/") && l.sid && victimSids.has(l.sid) &&
+    l.start > kill.t0 && l.start < restart.t0);
+  // (a request that nginx refused has the upstream's name, not an address, as its last "try")
+  const elsewhere = lines.filter((l) => l.attempts.some((a) => Number.isFinite(a.port) && a.port !== victimPort));
+  const refused = lines.filter((l) => l.status === 502 && l.sticky === "strict");
+
+  ctx.row({ scenario: `strict: kill ${victim}`, sessions: p.sessions, ok: rows.filter((r) => r.ok).length, failed: rows.filter((r) => !r.ok).length,
+    reconnected: rows.filter((r) => r.reconnected).length, toDead: "-", time: sec(restart.t0 - started) });
+  ctx.info(`strict: ${affected} sessions were on ${victim}; requests with their sids after the kill: ${lines.length}, ` +
+    `by status: ${fmtCounts(countBy(lines, (l) => `${l.status} ${l.sticky}`))}`);
+  const errs = errorKinds(clients.filter((_, i) => !onVictim[i]));
+  if (Object.keys(errs).length) ctx.info(`strict: errors of the sessions not on ${victim}: ${fmtCounts(errs)}`);
+
+  ctx.check(affected > 0 && affectedRows.every((r) => r.ok),
+    `strict: every session on ${victim} recovered by a new handshake on a live backend: ${affectedRows.filter((r) => r.ok).length} of ${affected} ` +
+    `(need > 0 sessions there), all within ${sec(recoveredAt - kill.t0)}`);
+  ctx.check(otherRows.length > 0 && otherRows.every((r) => r.ok),
+    `strict: sessions on other backends kept their sid and backend without an error: ${otherRows.filter((r) => r.ok).length} of ${otherRows.length}`);
+  ctx.check(refused.length > 0 && elsewhere.length === 0,
+    `strict: requests with the sid of a session on ${victim} that reached another backend: ${elsewhere.length} (need 0); ` +
+    `answered 502 by strict: ${refused.length} (need > 0)`);
+}
+
+// ---- scenario least --------------------------------------------------------------------------
+//
+// `balance=least_conn` against round robin, one after the other on two upstreams that differ
+// only in that (both with nginx's `zone`, so the workers share the connection counts): open
+// `sessions` websocket sessions (websocket only: the handshake is the long-lived connection),
+// close `closeShare` of those on b1 and b2, open `more` new ones, 10 at a time. least_conn must
+// send most of them to b1 and b2; round robin spreads them evenly.
+
+async function leastRound(ctx, p, name) {
+  const socketPath = `/${name}/socket.io/`;
+  const o = { periodMs: 3000, ackTimeoutMs: 10000, connectTimeoutMs: 20000, reconnectionDelayMs: 200, reconnectionDelayMaxMs: 1000 };
+  const emptied = ["b1", "b2"];
+  ctx.progress(`least: ${name}: ${p.sessions} websockets, close ${Math.round(p.closeShare * 100)}% of those on ${emptied.join(" and ")}, open ${p.more}`);
+  const first = await openLong(ctx, p.sessions, socketPath, () => "websocket", name, { ...o, periodMs: 500 });
+  for (const c of first.clients) c.o = o;
+  const perBefore = countBy(first.before, (b) => b.backend);
+  const closing = [];
+  for (const b of emptied) {
+    const on = first.clients.filter((_, i) => first.before[i].backend === b);
+    closing.push(...on.slice(0, Math.round(on.length * p.closeShare)));
+  }
+  await Promise.all(closing.map((c) => c.stop()));
+  await sleep(1000);
+  const left = countBy(first.before.filter((_, i) => !first.clients[i].stopped), (b) => b.backend);
+  const more = new Array(p.more);
+  await runMany(p.more, 10, async (i) => {
+    const c = new LongSession(ctx.url, socketPath, "websocket", { fx: `${name}-more`, n: String(i) }, { ...o, periodMs: 200 });
+    more[i] = c;
+    await c.waitConnected(o.connectTimeoutMs);
+    await until(() => c.answers.length > 0, 10000, 20);
+    c.o = o;
+  });
+  const added = countBy(more, (c) => (c.answers.length ? c.answers[0].backend : "none"));
+  const toEmptied = sum(emptied.map((b) => added[b] || 0));
+  const ok = first.opened === p.sessions && first.settled && more.every((c) => c.answers.length > 0);
+  await Promise.all(first.clients.concat(more).map((c) => c.stop()));
+  const after = {};
+  for (const b of Object.keys(ctx.portOf)) after[b] = (left[b] || 0) + (added[b] || 0);
+  return { perBefore, left, added, after, share: toEmptied / p.more, ok };
+}
+
+async function scenarioLeast(ctx, p) {
+  const t0 = Date.now();
+  const lc = await leastRound(ctx, p, "least");
+  const rr = await leastRound(ctx, p, "least_rr");
+  const spread = (m) => Math.max(...Object.values(m)) - Math.min(...Object.values(m));
+  for (const [r, name] of [[lc, "least_conn"], [rr, "round robin"]]) {
+    ctx.row({ scenario: `${name === "least_conn" ? "least_conn" : "round robin"}`, sessions: p.sessions + p.more, ok: r.ok ? p.sessions + p.more : "-",
+      failed: r.ok ? 0 : "-", reconnected: "-", toDead: "-", time: "" });
+    ctx.info(`least: ${name}: open per backend ${fmtCounts(r.perBefore)}; after closing: ${fmtCounts(r.left)}; ` +
+      `the ${p.more} new ones went to ${fmtCounts(r.added)} (${Math.round(r.share * 100)}% to b1 and b2); ` +
+      `in the end ${fmtCounts(r.after)} (max - min ${spread(r.after)})`);
+  }
+  ctx.info(`least: both rounds took ${sec(Date.now() - t0)}`);
+  ctx.check(lc.ok && rr.ok, `least: every websocket session of both rounds connected and answered`);
+  ctx.check(lc.share >= p.minShare && lc.share - rr.share >= 0.2,
+    `least: new sessions sent to the emptied b1 and b2: least_conn ${Math.round(lc.share * 100)}% (need >= ${Math.round(p.minShare * 100)}%), ` +
+    `round robin ${Math.round(rr.share * 100)}% (need least_conn ahead by >= 20 points); spread in the end ${spread(lc.after)} against ${spread(rr.after)}`);
 }
 
 // ---- scenario reload -------------------------------------------------------------------------
@@ -471,6 +621,63 @@ async function scenarioReload(ctx, p) {
   ctx.check(reloadErrors.length === 0 && reloads.length >= Math.floor(ms / 1000) - 2 && spanning > 0 && pids.size >= 6,
     `reload: nginx reloaded ${reloads.length} times in ${sec(ms)} (${reloadErrors.length} failed), sessions served by ${pids.size} workers (need >= 6), ` +
     `${spanning} sessions through a reload (need > 0)`);
+}
+
+// ---- scenario upgrade ------------------------------------------------------------------------
+//
+// A binary upgrade (t/e2e/faults: USR2, then WINCH and QUIT to the old master) while long-lived
+// sessions run on two upstreams: `upgrade` has `state=` (its table is a file that the new master
+// maps again), `upgrade_nostate` has only its zone (the new master starts with an empty table).
+// On `upgrade`, polling sessions must go on with their sid and backend, every request with a sid
+// that a new worker serves must find it learned, and websocket sessions stay with the old
+// workers untouched. On `upgrade_nostate`, the polling sessions whose next request round robin
+// sends elsewhere are lost (400, then a new handshake): that row shows what `state=` saves.
+
+async function scenarioUpgrade(ctx, p) {
+  const o = { periodMs: 1000, ackTimeoutMs: 10000, connectTimeoutMs: 20000, reconnectionDelayMs: 200, reconnectionDelayMaxMs: 1000 };
+  const t0 = Date.now();
+  ctx.progress(`upgrade: ${p.polling} polling and ${p.websockets} websocket sessions with state=, ${p.polling} polling sessions without`);
+  const [kept, plain] = await Promise.all([
+    openLong(ctx, p.polling + p.websockets, "/upgrade/socket.io/", (i) => (i < p.polling ? "polling" : "default"), "upgrade", o),
+    openLong(ctx, p.polling, "/upgrade_nostate/socket.io/", () => "polling", "upgrade-nostate", o),
+  ]);
+  const oldPids = new Set(ctx.readLog().map((l) => l.pid));
+  ctx.progress("upgrade: USR2, WINCH, QUIT");
+  const up = await ctx.control("upgrade");
+  await sleep(p.afterMs);
+  await Promise.all(kept.clients.concat(plain.clients).map((c) => c.stop()));
+  await sleep(300);
+
+  const log = ctx.readLog().filter((l) => l.start > up.t1 && l.sid && !oldPids.has(l.pid));
+  const newGen = (prefix) => log.filter((l) => l.uri.startsWith(prefix));
+  const keptLines = newGen("/upgrade/");
+  const plainLines = newGen("/upgrade_nostate/");
+  const keptStatuses = countBy(keptLines, (l) => l.sticky);
+  const okKept = kept.clients.map((c, i) => untouched(c, kept.before[i], up.t1));
+  const okPlain = plain.clients.map((c, i) => untouched(c, plain.before[i], up.t1));
+  const polling = okKept.slice(0, p.polling);
+  const ws = okKept.slice(p.polling);
+  const count = (xs) => xs.filter(Boolean).length;
+
+  ctx.row({ scenario: "upgrade state=", sessions: okKept.length, ok: count(okKept), failed: okKept.length - count(okKept),
+    reconnected: kept.clients.filter((c) => c.connects.length > 1).length, toDead: "-", time: sec(Date.now() - t0) });
+  ctx.row({ scenario: "upgrade, none", sessions: okPlain.length, ok: count(okPlain), failed: okPlain.length - count(okPlain),
+    reconnected: plain.clients.filter((c) => c.connects.length > 1).length, toDead: "-", time: "" });
+  ctx.info(`upgrade: done ${sec(up.t1 - up.t0)} after USR2; requests with a sid that new workers served: with state= ${keptLines.length} ` +
+    `(${fmtCounts(keptStatuses)}), without ${plainLines.length} (${fmtCounts(countBy(plainLines, (l) => l.sticky))})`);
+  const errs = errorKinds(kept.clients);
+  if (Object.keys(errs).length) ctx.info(`upgrade: errors of the sessions with state=: ${fmtCounts(errs)}`);
+  ctx.info(`upgrade: without state=: ${fmtCounts(errorKinds(plain.clients))}`);
+
+  ctx.check(kept.opened === okKept.length && plain.opened === okPlain.length && kept.settled && plain.settled,
+    `upgrade: all ${okKept.length + okPlain.length} sessions established before the upgrade`);
+  ctx.check(count(polling) === polling.length && count(ws) === ws.length,
+    `upgrade: with state=, sessions that kept their sid and backend without an error: polling ${count(polling)} of ${polling.length}, ` +
+    `websocket ${count(ws)} of ${ws.length}`);
+  ctx.check(keptLines.length > 0 && (keptStatuses.learned || 0) === keptLines.length,
+    `upgrade: with state=, requests with a sid served by the new workers found it learned: ${keptStatuses.learned || 0} of ${keptLines.length} (need all, > 0)`);
+  ctx.check(plainLines.length > 0 && count(okPlain) < okPlain.length,
+    `upgrade: without state=, the new workers did serve those sessions (${plainLines.length} requests) and ${okPlain.length - count(okPlain)} of ${okPlain.length} lost theirs (need > 0: the upgrade was real)`);
 }
 
 // ---- scenario tiny ---------------------------------------------------------------------------
@@ -584,10 +791,25 @@ const SCENARIOS = {
     full: { sessions: 500, newSessions: 100, finalWindowMs: 2500, trickleMs: 100 },
     quick: { sessions: 120, newSessions: 60, finalWindowMs: 2000, trickleMs: 100 },
   },
+  strict: {
+    run: scenarioStrict,
+    full: { sessions: 400, afterMs: 2000 },
+    quick: { sessions: 120, afterMs: 2000 },
+  },
+  least: {
+    run: scenarioLeast,
+    full: { sessions: 400, closeShare: 0.8, more: 200, minShare: 0.75 },
+    quick: { sessions: 200, closeShare: 0.8, more: 100, minShare: 0.75 },
+  },
   reload: {
     run: scenarioReload,
     full: { sessions: 1000, concurrency: 200, calls: 6, gapMs: 500 },
     quick: { sessions: 200, concurrency: 100, calls: 6, gapMs: 500 },
+  },
+  upgrade: {
+    run: scenarioUpgrade,
+    full: { polling: 300, websockets: 100, afterMs: 5000 },
+    quick: { polling: 100, websockets: 40, afterMs: 4000 },
   },
   tiny: {
     run: scenarioTiny,
