@@ -47,6 +47,7 @@ check_examples() { # every nginx-conf/*.conf passes `nginx -t` with the module
         mkdir -p "$d/logs"
         sed -e "s|load_module modules/$MODULE_SO_NAME|load_module $MODULE_128|" \
             -e "s|listen [0-9]*;|listen 127.0.0.1:1;|" -e "s|/var/log/nginx/|$d/logs/|" \
+            -e "s|/run/nginx/|$d/|" \
             "$f" > "$d/nginx.conf"
         "$NGINX_128" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" || { echo "$f" >&2; rc=1; }
         rm -rf "$d"

@@ -117,7 +117,7 @@ pub fn open(
     previous: Option<&Mapping>,
     format: impl Fn(*mut u8, Layout) -> bool,
 ) -> Result<Opened, String> {
-    let fail = |what: &str, e: io::Error| format!("{what} \"{}\" failed ({e})", show(path));
+    let fail = |what: &str, e: io::Error| format!("{what} \"{}\" failed ({})", show(path), os(&e));
     let Some((len, layout)) = state::file_layout(size) else {
         return Err("zone is too small".into());
     };
@@ -191,7 +191,7 @@ pub fn check(path: &CStr) -> Result<(), String> {
             .write(true)
             .open(p)
             .map(drop)
-            .map_err(|e| format!("open() \"{}\" failed ({e})", show(path)));
+            .map_err(|e| format!("open() \"{}\" failed ({})", show(path), os(&e)));
     }
     let dir = match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -200,7 +200,19 @@ pub fn check(path: &CStr) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!("\"{}\" is not a directory", dir.display())),
-        Err(e) => Err(format!("stat() \"{}\" failed ({e})", dir.display())),
+        Err(e) => Err(format!("stat() \"{}\" failed ({})", dir.display(), os(&e))),
+    }
+}
+
+/// An error as nginx writes one: `2: No such file or directory`.
+fn os(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = e.to_string();
+            let suffix = format!(" (os error {code})");
+            format!("{code}: {}", text.strip_suffix(&suffix).unwrap_or(&text))
+        }
+        None => e.to_string(),
     }
 }
 

@@ -192,4 +192,4 @@ qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*b\.sticky" but zon
 --- must_die
 --- suppress_stderr
 --- error_log eval
-qr{\[emerg\] .*socketio_sticky: zone "one": open\(\) of a new "\S*a\.sticky" failed \(No such file or directory}
+qr{\[emerg\] .*socketio_sticky: zone "one": open\(\) of a new "\S*a\.sticky" failed \(2: No such file or directory\)}
