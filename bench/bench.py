@@ -114,7 +114,11 @@ class Conn:
 
     @staticmethod
     def encode(path):
-        return ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
+        """A GET; `path` is a path or (path, extra header lines)."""
+        extra = ""
+        if isinstance(path, tuple):
+            path, extra = path[0], "".join(h + "\r\n" for h in path[1:])
+        return ("GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n" % (path, extra)).encode()
 
     def send(self, data):
         self.sock.sendall(data)
@@ -306,7 +310,7 @@ http {{
         keepalive 16;
         keepalive_requests 100000000;
     }}
-
+{extra_upstreams}
     # Measured: one server per balancer, the same in all but the upstream's name, so that the
     # same request costs nginx the same everywhere but in the balancer.
     server {{
@@ -317,7 +321,7 @@ http {{
         listen 127.0.0.1:{port_sticky};
         location / {{ proxy_pass http://sticky; }}
     }}
-
+{extra_servers}
     server {{
         listen 127.0.0.1:{port};
         # Checks: the same upstreams, the status in a header. (A handshake shows `fallback`
@@ -334,6 +338,7 @@ http {{
             proxy_pass http://dens;
             add_header X-Status $socketio_sticky_status always;
         }}
+{extra_locations}
         # Fill: handshakes into the `sticky` zone; the log counts those that taught a sid.
         location /fill/ {{
             proxy_pass http://sticky;
@@ -344,17 +349,51 @@ http {{
 """
 
 
-def write_configs(d, backend_ports, front_port, measured_ports, zone_size):
+# The other balancers, each on its own measured server (the same request paths as round robin):
+# name -> (balancer lines, how many backends). `sN` are socketio_sticky over N backends (scaling).
+def other_upstreams(scale):
+    ups = {
+        "iphash": ("ip_hash;", None),
+        "chash": ("hash $arg_sid consistent;", None),
+        "sroute": ("socketio_sticky zone=sroute:1m timeout=1d route=^([0-9]+)- cookie=r "
+                   "cookie_key=bench;", None),
+    }
+    for n in scale:
+        ups["s%d" % n] = ("socketio_sticky zone=s%d:8m timeout=1d;" % n, n)
+    return ups
+
+
+def write_configs(d, backend_ports, scale_ports, front_port, measured_ports, zone_size, scale):
     user = "user root;" if os.geteuid() == 0 else ""
-    servers = "".join("        server 127.0.0.1:%d;\n" % p for p in backend_ports)
+
+    def servers_of(ports):
+        return "".join("        server 127.0.0.1:%d;\n" % p for p in ports)
+
+    servers = servers_of(backend_ports)
+    extra_upstreams, extra_servers, extra_locations = [], [], []
+    for name, (lines, count) in other_upstreams(scale).items():
+        ports = scale_ports[:count] if count else backend_ports
+        # Enough idle connections for every backend, so that no row pays for new ones.
+        extra_upstreams.append("    upstream %s {\n        %s\n%s        keepalive %d;\n"
+                               "        keepalive_requests 100000000;\n    }\n"
+                               % (name, lines, servers_of(ports), max(16, 2 * len(ports))))
+        extra_servers.append("    server {\n        listen 127.0.0.1:%d;\n"
+                             "        location / { proxy_pass http://%s; }\n    }\n"
+                             % (measured_ports[name], name))
+        extra_locations.append("        location /v/%s/ {\n            proxy_pass http://%s;\n"
+                               "            add_header X-Status $socketio_sticky_status always;\n"
+                               "        }\n" % (name, name))
     with open(os.path.join(d, "backend.conf"), "w") as f:
         f.write(BACKEND_CONF.format(
             user=user, dir=d,
-            servers="".join(BACKEND_SERVER.format(port=p) for p in backend_ports)))
+            servers="".join(BACKEND_SERVER.format(port=p) for p in scale_ports)))
     with open(os.path.join(d, "front.conf"), "w") as f:
         f.write(FRONT_CONF.format(user=user, dir=d, module=MODULE_SO, servers=servers,
                                   port=front_port, port_rr=measured_ports["rr"],
-                                  port_sticky=measured_ports["sticky"], zone_size=zone_size))
+                                  port_sticky=measured_ports["sticky"], zone_size=zone_size,
+                                  extra_upstreams="".join(extra_upstreams),
+                                  extra_servers="".join(extra_servers),
+                                  extra_locations="".join(extra_locations)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,9 +418,14 @@ class Bench:
         os.makedirs(os.path.join(self.dir, "logs"))
         self.procs = Procs()
         self.backend_ports = [free_port() for _ in range(args.backends)]
+        # The scaling upstreams use the first N of these (the first ones are backend_ports).
+        self.scale_ports = self.backend_ports + [
+            free_port() for _ in range(max(args.scale + [args.backends]) - args.backends)]
         self.front_port = free_port()
-        # The measured servers: round robin and socketio_sticky.
+        # The measured servers: round robin, socketio_sticky, and the others.
         self.measured_ports = {"rr": free_port(), "sticky": free_port()}
+        for name in other_upstreams(args.scale):
+            self.measured_ports[name] = free_port()
         self.mcs = {}             # their measuring connections
         self.front = None
         self.fill_log_seen = 0
@@ -394,8 +438,8 @@ class Bench:
 
     def start(self):
         nginx = vendored_nginx()
-        write_configs(self.dir, self.backend_ports, self.front_port, self.measured_ports,
-                      self.args.zone_size)
+        write_configs(self.dir, self.backend_ports, self.scale_ports, self.front_port,
+                      self.measured_ports, self.args.zone_size, self.args.scale)
         with open(os.path.join(self.dir, "backend.out"), "w") as out:
             be = self.procs.start([nginx, "-p", self.dir, "-c",
                                    os.path.join(self.dir, "backend.conf")],
@@ -408,7 +452,7 @@ class Bench:
                     "--callgrind-out-file=" + os.path.join(self.dir, "callgrind.out")] + argv
         with open(os.path.join(self.dir, "front.out"), "w") as out:
             self.front = self.procs.start(argv, stdout=out, stderr=subprocess.STDOUT)
-        for p in self.backend_ports:
+        for p in self.scale_ports:
             wait_port(p, be, "backend nginx")
         for p in [self.front_port] + list(self.measured_ports.values()):
             wait_port(p, self.front, "front nginx")
@@ -638,6 +682,7 @@ class Bench:
             return None
         line_re = re.compile(r"^\s*([\d,]+)\s+\([^)]*\)\s+(\S*?):(.*) \[(.*)\]$")
         nginx_fns = re.compile(r"^ngx_http_upstream_(init|get|free)_(round_robin|keepalive)_peer$"
+                               r"|^ngx_http_upstream_(init|get)_(ip_hash|chash)_peer$"
                                r"|^ngx_shmtx_(lock|unlock)$")
         result = {}
         module_self = 0
@@ -784,6 +829,7 @@ def run_measured(b, args):
     b.instrument(False)
     b.verify_learned(random.sample(b.minted, min(500, len(b.minted))),
                      "sessions taught by the measured handshakes")
+    balancer_rows(b, args, hits, size_small, add)
 
     # The big table.
     if big <= b.learned:
@@ -801,6 +847,107 @@ def run_measured(b, args):
     b.timeline.append(("measure at %d" % size_big, time.time() - t0))
     b.instrument(False)
     return rows, size_small, size_big
+
+
+def statuses(b, name, paths):
+    """$socketio_sticky_status and backend of each path through /v/<name>/."""
+    c = Conn(b.front_port)
+    out = []
+    for p in paths:
+        path, rest = (p[0], p[1:]) if isinstance(p, tuple) else (p, ())
+        r = c.get((path.replace("/socket.io/", "/v/%s/socket.io/" % name, 1),) + tuple(rest))
+        out.append((r.status, r.headers.get("x-status"), r.headers.get("x-backend"),
+                    r.headers.get("set-cookie")))
+    c.close()
+    return out
+
+
+def learn(b, name, count):
+    """Teaches `count` sessions to upstream `name` (handshakes through /v/<name>/); returns
+    their (sid, backend)."""
+    c = Conn(b.front_port)
+    pairs = []
+    for i in range(0, count, 500):
+        m = min(500, count - i)
+        for r in c.pipeline(["/v/%s%s" % (name, handshake())] * m):
+            sid = SID_RE.match(r.body)
+            if r.status == 200 and sid:
+                pairs.append((sid.group(1).decode(), r.headers.get("x-backend")))
+    c.close()
+    return pairs
+
+
+def balancer_rows(b, args, hits, size, add):
+    """nginx's own balancers and the module's other keys, each against round robin on the same
+    paths; then the module over 2..256 servers. Each key is first checked to take its path
+    (status and backend through /v/<name>/)."""
+    n = args.requests
+    sid_paths = [polling(None, s) for s, _ in hits]
+    # (not handshakes: a handshake's response would be learned, which is another row's cost)
+    dev_paths = ["/socket.io/health?device_id=%d" % i for i in range(len(hits))]
+    route_paths = [polling(None, "2-%030x" % random.getrandbits(120)) for _ in hits]
+    first = statuses(b, "sroute", ["/socket.io/?" + HANDSHAKE_QS])[0]
+    cookie = (first[3] or "").split(";")[0]
+    cookie_paths = [("/socket.io/health", "Cookie: " + cookie)]
+
+    def expect(name, paths, status, what):
+        got = statuses(b, name, paths[:200])
+        bad = [g for g in got if g[0] != 200 or g[1] != status]
+        b.checks.check(got and not bad, "%s: %d requests `%s` (bad: %s)"
+                       % (what, len(got), status, bad[:2]))
+        return [g[2] for g in got]
+
+    expect("sticky", dev_paths, "device_id", "device_id hit")
+    routed = expect("sroute", route_paths, "route", "route hit")
+    b.checks.check(len(set(routed)) == 1 and routed[0] == str(b.backend_ports[1]),
+                   "route label 2 goes to the second server (%s)" % sorted(set(routed)))
+    b.checks.check(cookie.startswith("r="), "route cookie issued (%r)" % cookie)
+    expect("sroute", cookie_paths, "cookie", "cookie hit")
+
+    b.instrument(True)
+    t0 = time.time()
+    add(("f", size), b.measure("iphash-sid", "iphash", sid_paths, n))
+    add(("g", size), b.measure("chash-sid", "chash", sid_paths, n))
+    add(("h0", size), b.measure("rr-device", "rr", dev_paths, n))
+    add(("h", size), b.measure("sticky-device", "sticky", dev_paths, n))
+    add(("i0", size), b.measure("rr-route", "rr", route_paths, n))
+    add(("i", size), b.measure("sroute-route", "sroute", route_paths, n))
+    add(("j0", size), b.measure("rr-cookie", "rr", cookie_paths, n))
+    add(("j", size), b.measure("sroute-cookie", "sroute", cookie_paths, n))
+    b.instrument(False)
+    # Scaling with the number of servers: learned-sid and device_id hits.
+    for count in args.scale:
+        name = "s%d" % count
+        pairs = learn(b, name, min(len(hits), 1000))
+        back = statuses(b, name, [polling(None, s) for s, _ in pairs[:200]])
+        bad = [(p, g) for p, g in zip(pairs, back) if g[1] != "learned" or g[2] != p[1]]
+        b.checks.check(pairs and not bad, "%s: %d learned sessions come back `learned` from "
+                       "their backend (bad: %s)" % (name, len(back), bad[:2]))
+        expect(name, dev_paths, "device_id", "%s: device_id hit" % name)
+        b.instrument(True)
+        add(("k", count), b.measure("%s-sid" % name, name,
+                                    [polling(None, s) for s, _ in pairs], n,
+                                    expect_backend=[bk for _, bk in pairs]))
+        add(("l", count), b.measure("%s-device" % name, name, dev_paths, n))
+        b.instrument(False)
+    b.timeline.append(("other balancers and scaling", time.time() - t0))
+
+
+# The balancer's own functions, as nginx's keepalive module calls them: init, get, free.
+BALANCER_FNS = {
+    "rr": ("ngx_http_upstream_init_round_robin_peer", "ngx_http_upstream_get_round_robin_peer"),
+    "iphash": ("ngx_http_upstream_init_ip_hash_peer", "ngx_http_upstream_get_ip_hash_peer"),
+    "chash": ("ngx_http_upstream_init_chash_peer", "ngx_http_upstream_get_chash_peer"),
+    "sticky": ("balancer::init_peer", "balancer::get_peer"),
+}
+
+
+def balancer_ir(prof_entry, kind):
+    """Inclusive Ir per request of the balancer's init + get + free (round robin's free)."""
+    fns, _own = prof_entry
+    names = BALANCER_FNS[kind] + ("ngx_http_upstream_free_round_robin_peer",)
+    vals = [fns.get(f, (None, None))[0] for f in names]
+    return None if None in vals[:2] else sum(v or 0 for v in vals)
 
 
 def mean(v):
@@ -924,6 +1071,62 @@ def report(args, b, rows, size_small, size_big, dens, prof, elapsed):
     return (r1, r2, r3)
 
 
+def report_balancers(args, rows, prof, size):
+    """Against nginx's balancers and per key of the module, then scaling with servers."""
+    m = {k: mean(v) for k, v in rows.items()}
+    pr = dict(prof or [])
+
+    def bal(label, kind):
+        return balancer_ir(pr[label], kind) if label in pr else None
+
+    out = ["", "## Against nginx's balancers, per key (%s learned sessions)" % "{:,}".format(size),
+           "",
+           "Each row against round robin on exactly the same requests. Balancer: inclusive Ir "
+           "of its init, get and free (round robin's free) per request.", "",
+           "| balancer, request | Ir / request | vs round robin | balancer Ir | vs round robin's |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+    table = [
+        ("round robin, `…&sid=S`", ("a", size), ("a", size), "rr-sid-%d" % size, "rr",
+         "rr-sid-%d" % size),
+        ("`ip_hash`, `…&sid=S`", ("f", size), ("a", size), "iphash-sid", "iphash",
+         "rr-sid-%d" % size),
+        ("`hash $arg_sid consistent`, `…&sid=S`", ("g", size), ("a", size), "chash-sid", "chash",
+         "rr-sid-%d" % size),
+        ("socketio_sticky, learned sid", ("b", size), ("a", size), "sticky-hit-%d" % size,
+         "sticky", "rr-sid-%d" % size),
+        ("socketio_sticky, device_id", ("h", size), ("h0", size), "sticky-device", "sticky",
+         "rr-device"),
+        ("socketio_sticky, route label", ("i", size), ("i0", size), "sroute-route", "sticky",
+         "rr-route"),
+        ("socketio_sticky, route cookie", ("j", size), ("j0", size), "sroute-cookie", "sticky",
+         "rr-cookie"),
+        ("socketio_sticky, no key", ("c", size), ("c0", size), "sticky-nokey", "sticky",
+         "rr-nokey"),
+    ]
+    for what, key, base, label, kind, base_label in table:
+        own, base_own = bal(label, kind), bal(base_label, "rr")
+        out.append("| %s | %s | %s | %s | %s |" % (
+            what, fmt_ir(m.get(key)), fmt_ratio(m.get(key), m.get(base)), fmt_ir(own),
+            fmt_ratio(own, base_own)))
+    out += ["", "Scaling with the number of servers (socketio_sticky, 1,000 learned sessions "
+            "or device ids; balancer Ir as above):", "",
+            "| servers | learned sid: Ir / request | balancer Ir | device_id: Ir / request | "
+            "balancer Ir |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for count in args.scale:
+        out.append("| %d | %s | %s | %s | %s |" % (
+            count, fmt_ir(m.get(("k", count))), fmt_ir(bal("s%d-sid" % count, "sticky")),
+            fmt_ir(m.get(("l", count))), fmt_ir(bal("s%d-device" % count, "sticky"))))
+    lo, hi = args.scale[0], args.scale[-1]
+    for what, suffix in (("learned sid", "sid"), ("device_id", "device")):
+        out.append("")
+        out.append("Balancer Ir, %s, %d / %d servers: %s (target ≤ 1.2)." % (
+            what, hi, lo, fmt_ratio(bal("s%d-%s" % (hi, suffix), "sticky"),
+                                    bal("s%d-%s" % (lo, suffix), "sticky"))))
+    print("\n".join(out), flush=True)
+    return {"rows": {"%s@%s" % k: v for k, v in m.items()},
+            "balancer": {label: bal(label, kind) for _w, _k, _b, label, kind, _bl in table}}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -944,6 +1147,9 @@ def main():
     ap.add_argument("--fill-batch", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--no-density", action="store_true")
+    ap.add_argument("--scale", default=None,
+                    help="server counts of the scaling rows (2,16,256; quick: 2,16)")
+    ap.add_argument("--json", help="write the measured numbers to this file")
     ap.add_argument("--enforce-targets", action="store_true",
                     help="also fail when a ratio misses its target")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -955,6 +1161,8 @@ def main():
     args.big = args.big or (20000 if quick else 1000000)
     args.hit_sids = args.hit_sids or (args.small if not quick else 200)
     args.warmup = min(args.warmup, args.requests)
+    args.scale = sorted(int(x) for x in (args.scale or ("2,16" if quick else "2,16,256"))
+                        .split(","))
     if quick:
         args.rounds = 1
     limit = args.time_limit or {"full": 1200, "quick": 120, "density": 300}[args.mode]
@@ -999,9 +1207,12 @@ def main():
             dens = b.density(args.density)
         b.check_error_log()
         if b.valgrind:
-            for label in ("rr-sid-%d" % size_small, "sticky-hit-%d" % size_small,
-                          "sticky-hit-%d" % size_big, "sticky-nokey",
-                          "sticky-handshake-%d" % size_small):
+            for label in ["rr-sid-%d" % size_small, "sticky-hit-%d" % size_small,
+                          "sticky-hit-%d" % size_big, "sticky-nokey", "rr-nokey",
+                          "sticky-handshake-%d" % size_small, "iphash-sid", "chash-sid",
+                          "rr-device", "sticky-device", "rr-route", "sroute-route",
+                          "rr-cookie", "sroute-cookie"] + \
+                    ["s%d-%s" % (c, k) for c in args.scale for k in ("sid", "device")]:
                 res = b.annotate(label, args.requests)
                 if res:
                     prof.append((label, res))
@@ -1013,8 +1224,17 @@ def main():
                                                             1048576 / max(count, 1),
                                                             "yes" if exact else "NO"))
         elif b.valgrind:
-            ratios = report(args, b, rows, size_small, size_big, dens, prof,
+            main_labels = {"rr-sid-%d" % size_small, "sticky-hit-%d" % size_small,
+                           "sticky-hit-%d" % size_big, "sticky-nokey",
+                           "sticky-handshake-%d" % size_small}
+            ratios = report(args, b, rows, size_small, size_big, dens,
+                            [(lbl, r) for lbl, r in prof if lbl in main_labels],
                             time.time() - t_start)
+            extra = report_balancers(args, rows, prof, size_small)
+            if args.json:
+                with open(args.json, "w") as f:
+                    import json
+                    json.dump({"ratios": ratios, "density": dens, **extra}, f, indent=1)
             if args.enforce_targets:
                 for r, bound, what in zip(ratios, (1.03, 1.03, 1.2),
                                           ("hit/rr small", "hit/rr big", "big/small")):
