@@ -54,8 +54,9 @@ impl Mapping {
 
     /// Takes the file's lock for this process.
     pub fn lock(&self) -> PidLock<'_> {
-        // SAFETY: getpid never fails.
-        let pid = unsafe { getpid() } as u64;
+        // SAFETY: nginx sets `ngx_pid` in every process it starts (after each fork), before any
+        // request runs; reading a plain integer global.
+        let pid = unsafe { ngx::ffi::ngx_pid } as u64;
         PidLock::lock(self.lock_word(), pid, alive, || {
             // SAFETY: sched_yield has no preconditions.
             unsafe { sched_yield() };
