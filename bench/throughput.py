@@ -3,7 +3,7 @@
 
 Requests per second through a front nginx 1.28 (`master_process on; worker_processes 1;`,
 pinned to one CPU) to a few backends (a native nginx, pinned to the other CPU), driven by
-`wrk -t1 -c32` (pinned with the backends), with `keepalive 16` to the backends and
+`wrk -t1 -c32` (pinned with the backends), with `keepalive 64` to the backends and
 `access_log off`. One upstream and one server (port) per row:
 
   rr              round robin
@@ -568,8 +568,8 @@ def main():
                     help="device ids cycled, and as many no-key paths (1000)")
     ap.add_argument("--backends", type=int, default=3, help="backends (3)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
-    ap.add_argument("--keepalive", type=int, default=16,
-                    help="idle connections to the backends each upstream keeps (16)")
+    ap.add_argument("--keepalive", type=int, default=64,
+                    help="idle connections to the backends each upstream keeps (64)")
     ap.add_argument("--front-cpu", type=int, default=0, help="CPU of the front nginx (0)")
     ap.add_argument("--load-cpu", type=int, default=1, help="CPU of wrk and the backends (1)")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
