@@ -86,6 +86,28 @@ def machine():
                                               os.uname().release)
 
 
+def need_valgrind():
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if shutil.which(tool) is None:
+            sys.exit("error: %s not found (Debian package valgrind)" % tool)
+
+
+def stop_on_signals(cleanup, limit, who):
+    """Ctrl-C, SIGTERM, SIGHUP and the time limit end the run through an exception (the
+    caller's summary reports it); `cleanup` also runs at exit."""
+    def on_signal(signum, _frame):
+        raise SystemExit("%s: stopped by signal %d" % (who, signum))
+
+    def on_alarm(_signum, _frame):
+        raise TimeoutError("%s: time limit of %ds reached" % (who, limit))
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(limit)
+    atexit.register(cleanup)
+
+
 class Checks:
     """Pass/fail bookkeeping for the closing line."""
 
@@ -1214,7 +1236,10 @@ def report_balancers(args, rows, prof, size):
                    "%s |" % (what, r, "met" if r != "—" and float(r) < 1 else "MISSED"))
     print("\n".join(out), flush=True)
     return {"rows": {"%s@%s" % k: v for k, v in m.items()},
-            "balancer": {label: bal(label, kind) for _w, _k, _b, label, kind, _bl in table},
+            "balancer": {**{label: bal(label, kind) for _w, _k, _b, label, kind, _bl in table},
+                         **{base: bal(base, "rr") for *_x, base in table},
+                         "rr-browser": bal("rr-browser", "rr"),
+                         "sticky-browser": bal("sticky-browser", "sticky")},
             "scale_balancer": {str(c): {"sid": bal("s%d-sid" % c, "sticky"),
                                         "device": bal("s%d-device" % c, "sticky")}
                                for c in args.scale}}, targets
@@ -1265,24 +1290,11 @@ def main():
         sys.exit("error: no module at %s; run: cargo build --release --features vendored"
                  % MODULE_SO)
     if args.mode == "full":
-        for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
-            if shutil.which(tool) is None:
-                sys.exit("error: %s not found (Debian package valgrind)" % tool)
+        need_valgrind()
 
     checks = Checks()
     b = Bench(args, checks)
-
-    def on_signal(signum, _frame):
-        raise SystemExit("bench: stopped by signal %d" % signum)
-
-    def on_alarm(_signum, _frame):
-        raise TimeoutError("bench: time limit of %ds reached" % limit)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(limit)
-    atexit.register(b.cleanup)
+    stop_on_signals(b.cleanup, limit, "bench")
 
     t_start = time.time()
     rc = 0
@@ -1304,6 +1316,7 @@ def main():
             for label in ["rr-sid-%d" % s for s in sizes] + \
                     ["sticky-hit-%d" % s for s in sizes] + \
                     ["sticky-nokey", "rr-nokey", "sticky-handshake-%d" % sizes[0],
+                     "rr-browser", "sticky-browser",
                      "iphash-sid", "chash-sid", "rr-device", "sticky-device", "rr-route",
                      "sroute-route", "rr-cookie", "sroute-cookie"] + \
                     ["s%d-%s" % (c, k) for c in args.scale for k in ("sid", "device")]:

@@ -30,7 +30,6 @@ on errors, Ctrl-C and when the time limit is reached.
 """
 
 import argparse
-import atexit
 import json
 import math
 import os
@@ -47,7 +46,7 @@ sys.dont_write_bytecode = True   # importing bench.py must leave no __pycache__ 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # bench/bench.py: the module's path, the backend configuration, the HTTP client, processes.
 from bench import (BACKEND_CONF, BACKEND_SERVER, HANDSHAKE_QS, MODULE_SO, SID_RE,  # noqa: E402
-                   Conn, Procs, free_port, log, vendored_nginx, wait_port)
+                   Conn, Procs, free_port, log, stop_on_signals, vendored_nginx, wait_port)
 
 # --------------------------------------------------------------------------------------------
 # the rows
@@ -607,17 +606,7 @@ def main():
     checks = Checks()
     t = Throughput(args, checks)
 
-    def on_signal(signum, _frame):
-        raise SystemExit("stopped by signal %d" % signum)
-
-    def on_alarm(_signum, _frame):
-        raise TimeoutError("time limit of %ds reached" % limit)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(limit)
-    atexit.register(t.cleanup)
+    stop_on_signals(t.cleanup, limit, "throughput")
 
     t0 = time.time()
     rc = 0

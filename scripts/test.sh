@@ -68,8 +68,14 @@ stage "e2e fleet: two nginx nodes, route= and cookie=" t/e2e/fleet
 # Faults: a backend killed under load and restarted, reloads every second, a zone too small.
 stage "e2e faults (quick)" t/e2e/faults --quick
 
-# The benchmark harness in its fast mode (no valgrind): every row still behaves.
+# The benchmark harness in its fast mode (no valgrind, no timing): every row still behaves.
 stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
+stage "bench/throughput --quick" env BENCH_NO_BUILD=1 bench/throughput --quick
+stage "bench/e2e-scale --quick" env BENCH_NO_BUILD=1 bench/e2e-scale --quick
+# The chart needs matplotlib: Debian's python3-matplotlib, for Debian's python3.
+py_mpl=python3
+python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
+stage "bench/report.py --self-test" "$py_mpl" bench/report.py --self-test
 
 # The system's nginx (Debian/Ubuntu package `nginx`), built with `nginx-dev`'s source tree.
 if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
