@@ -46,12 +46,29 @@ def log(msg):
     print("==> " + msg, file=sys.stderr, flush=True)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port of 127.0.0.1 that nothing listens on, never the same twice in one run (hundreds
+    are picked before the servers bind them)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(p)
+            return p
+
+
+def log_tail(path, lines=15):
+    """The last lines of a log file, for the message of a run that stopped."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def vendored_nginx():
@@ -1378,6 +1395,10 @@ def main():
             log("quick: %d sessions learned, %.0fs" % (b.learned, time.time() - t_start))
     except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure ends in the summary
         checks.check(False, "bench aborted: %s: %s" % (type(e).__name__, e))
+        for name in ("front-error.log", "backend-error.log", "valgrind.log", "front.out"):
+            tail = log_tail(os.path.join(b.dir, name))
+            if tail:
+                log("%s (last lines):\n%s" % (name, tail))
         rc = 1
     finally:
         signal.alarm(0)
