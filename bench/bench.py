@@ -2,10 +2,11 @@
 """Benchmarks of the socketio_sticky balancer; run through bench/callgrind or bench/density.
 
 Modes:
-  (default)        callgrind: nginx instructions (Ir) per proxied request for round robin and
-                   for socketio_sticky (learned-sid hit, request without a key, handshake),
-                   with 1,000 and 1,000,000 learned sessions in the zone; then the density
-                   of a 1 MiB zone.
+  (default)        callgrind: nginx instructions (Ir) per proxied request for round robin,
+                   ip_hash, hash $arg_sid consistent and socketio_sticky (learned-sid hit,
+                   unknown sid, device_id, route label, route cookie, no key, handshake, a
+                   browser's request), with 1,000, 100,000 and 1,000,000 learned sessions in
+                   the zone and over 2, 16 and 256 servers; then the density of a 1 MiB zone.
   --density-only   only the density of a 1 MiB zone (no valgrind).
   --quick          no valgrind, small counts: checks that every row behaves (learned hits come
                    back `learned` from the backend that minted the sid, the fill learns, the
