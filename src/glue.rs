@@ -1,8 +1,9 @@
-//! Small FFI helpers shared by the glue: panic containment and byte views of nginx strings.
+//! Small FFI helpers shared by the glue: panic containment, byte views of nginx strings and
+//! of nginx's header lists.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ngx::ffi::{ngx_log_t, ngx_str_t, NGX_LOG_ALERT};
+use ngx::ffi::{ngx_list_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, NGX_LOG_ALERT};
 
 /// Runs `f`, turning a panic into `fallback` and an `[alert]` line, so that no panic ever
 /// unwinds into nginx (which would abort the worker).
@@ -35,4 +36,36 @@ pub unsafe fn bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
         // SAFETY: guaranteed by the caller.
         unsafe { core::slice::from_raw_parts(s.data, s.len) }
     }
+}
+
+/// Values of the headers named `name` (case-insensitive) of an nginx header list, in order
+/// (the list of `ngx_table_elt_t` that requests and responses keep; deleted ones skipped).
+///
+/// # Safety
+/// `list` must be a valid header list that is not modified while iterating.
+pub unsafe fn list_values<'r, 'n>(
+    list: *const ngx_list_t,
+    name: &'n [u8],
+) -> impl Iterator<Item = &'r [u8]> + 'n {
+    // SAFETY: a header list is a chain of parts of `ngx_table_elt_t`.
+    let mut part = unsafe { core::ptr::addr_of!((*list).part) };
+    let mut i = 0usize;
+    core::iter::from_fn(move || loop {
+        // SAFETY: `part` is null or a valid list part; `i < nelts` indexes within it.
+        unsafe {
+            if part.is_null() {
+                return None;
+            }
+            if i >= (*part).nelts {
+                part = (*part).next;
+                i = 0;
+                continue;
+            }
+            let h = &*(*part).elts.cast::<ngx_table_elt_t>().add(i);
+            i += 1;
+            if h.hash != 0 && bytes(&h.key).eq_ignore_ascii_case(name) {
+                return Some(bytes(&h.value));
+            }
+        }
+    })
 }

@@ -1,29 +1,53 @@
 //! `ngx_http_upstream_socketio_sticky_module`: an nginx upstream balancer that keeps every
 //! Socket.IO session and every device on the backend process that owns it.
 //!
-//! Layout: module statics live here; `conf` parses the directive and owns the configuration;
-//! `balancer` is the peer selection glue; `filter` learns session ids from handshake
-//! responses; `zone` holds the shared session table; `request` reads raw request bytes;
-//! `variables` exposes `$socketio_sticky_*`; `logic` is plain Rust without nginx, tested by
-//! `cargo test`.
+//! The module's statics live here. A request goes down the layers once and comes back once:
+//! `balancer` (nginx's callbacks) asks `request` for the request's keys, `zone` for a learned
+//! session and `logic::choose` for the peer, over `peers` (nginx's peer list); its state is
+//! `peer_data`. On the way back, `filter` hands the response to `route_cookie` and `learn`
+//! (which stores into `zone`). `directive` parses the configuration into `conf`; `variables`
+//! exposes `$socketio_sticky_*`; `logic` is plain Rust without nginx, tested by `cargo test`.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_command_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t, NGX_CONF_ANY,
-    NGX_CONF_TAKE2, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF,
+    ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_uint_t,
+    NGX_CONF_ANY, NGX_CONF_TAKE2, NGX_ERROR, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET,
+    NGX_HTTP_UPS_CONF, NGX_OK,
 };
+use ngx::http::{HttpModule, HttpModuleServerConf};
 
 mod balancer;
 mod conf;
+mod directive;
 mod filter;
 mod glue;
+mod learn;
 mod logic;
+mod peer_data;
+mod peers;
 mod request;
-mod state;
+mod route_cookie;
+mod state_mapping;
 mod variables;
 mod zone;
+
+/// The module, for ngx's configuration accessors.
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module object is a static that nginx only writes while loading it
+        // (its indices), before any configuration or request callback runs.
+        unsafe { &*ptr::addr_of!(ngx_http_upstream_socketio_sticky_module) }
+    }
+}
+
+// SAFETY: the module's srv conf is always the `SrvConf` made by `conf::create_srv_conf`.
+unsafe impl HttpModuleServerConf for Module {
+    type ServerConf = conf::SrvConf;
+}
 
 static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(variables::add_variables),
@@ -38,23 +62,17 @@ static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_htt
 
 static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 3] = [
     ngx_command_t {
-        name: ngx_str_t {
-            len: 15,
-            data: c"socketio_sticky".as_ptr() as *mut u8,
-        },
+        name: ngx::ngx_string!("socketio_sticky"),
         type_: (NGX_HTTP_UPS_CONF | NGX_CONF_ANY) as ngx_uint_t,
-        set: Some(conf::set_socketio_sticky),
+        set: Some(directive::set_socketio_sticky),
         conf: NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t,
         offset: 0,
         post: ptr::null_mut(),
     },
     ngx_command_t {
-        name: ngx_str_t {
-            len: 21,
-            data: c"socketio_sticky_route".as_ptr() as *mut u8,
-        },
+        name: ngx::ngx_string!("socketio_sticky_route"),
         type_: (NGX_HTTP_UPS_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
-        set: Some(conf::set_route_label),
+        set: Some(directive::set_route_label),
         conf: NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t,
         offset: 0,
         post: ptr::null_mut(),
@@ -78,27 +96,17 @@ ngx::ngx_modules!(ngx_http_upstream_socketio_sticky_module);
 
 /// `postconfiguration`: every upstream is initialised by now; check what only the whole
 /// configuration shows, then put the response filters in place.
-unsafe extern "C" fn postconfiguration(cf: *mut ngx::ffi::ngx_conf_t) -> ngx::ffi::ngx_int_t {
-    // SAFETY: nginx passes the configuration being finished.
-    unsafe {
-        let rc = conf::check_upstreams(cf);
-        if rc != ngx::ffi::NGX_OK as ngx::ffi::ngx_int_t {
-            return rc;
+unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid configuration.
+    let log = unsafe { (*cf).log };
+    glue::guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx passes the configuration being finished.
+        unsafe {
+            let rc = directive::check_upstreams(cf);
+            if rc != NGX_OK as ngx_int_t {
+                return rc;
+            }
+            filter::init(cf)
         }
-        filter::init_filters(cf)
-    }
-}
-
-/// The module's `ctx_index` (valid once nginx has loaded the module).
-#[inline]
-pub(crate) fn ctx_index() -> usize {
-    // SAFETY: nginx sets `ctx_index` before any configuration or request callback runs and
-    // never changes it afterwards; reading a plain integer field of the static is race-free
-    // in nginx's single-threaded workers.
-    unsafe { (*ptr::addr_of!(ngx_http_upstream_socketio_sticky_module)).ctx_index }
-}
-
-/// A NUL-terminated static string for nginx APIs that take `char *`.
-pub(crate) fn cstr(s: &'static core::ffi::CStr) -> *mut c_char {
-    s.as_ptr() as *mut c_char
+    })
 }

@@ -6,8 +6,8 @@ use ngx::ffi::{
     NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
 };
 
-use crate::balancer::request_data;
 use crate::glue::guard;
+use crate::peer_data;
 
 /// `preconfiguration`: registers the variables.
 pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
@@ -68,7 +68,8 @@ unsafe extern "C" fn key_variable(
     guard(log, NGX_ERROR as ngx_int_t, || {
         // SAFETY: `r` is valid; the key was copied into its pool.
         unsafe {
-            let key = request_data(r).map(|pd| crate::glue::bytes(&pd.key));
+            let key = peer_data::of_request(r)
+                .and_then(|pd| pd.key.as_ref().map(|k| crate::glue::bytes(k)));
             set_value(v, key)
         }
     })
@@ -83,6 +84,9 @@ unsafe extern "C" fn status_variable(
     let log = unsafe { (*(*r).connection).log };
     guard(log, NGX_ERROR as ngx_int_t, || {
         // SAFETY: `r` is valid.
-        unsafe { set_value(v, request_data(r).map(|pd| pd.status.as_bytes())) }
+        unsafe {
+            let status = peer_data::of_request(r).and_then(|pd| pd.status);
+            set_value(v, status.map(|s| s.as_bytes()))
+        }
     })
 }

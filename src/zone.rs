@@ -1,7 +1,8 @@
-//! The shared memory zone that holds the session table (`logic::table`): created by the
-//! directive, formatted when nginx maps it, kept over reloads that keep its name and size,
-//! and locked with the slab pool's mutex around every table operation. With `state=`, the
-//! table lives in a file instead (`state`), which a new master maps again.
+//! The shared memory zone that holds the session table (`logic::table`), and the only door to
+//! it: a session id looked up, a session id learned. The zone is declared by the directive,
+//! formatted when nginx maps it, kept over reloads that keep its name and size, and locked
+//! with the slab pool's mutex around every table operation. With `state=`, the table lives in
+//! a file instead (`state_mapping`), which a new master maps again.
 
 use core::ffi::c_void;
 use core::mem::align_of;
@@ -11,21 +12,20 @@ use std::hash::{BuildHasher, Hasher};
 
 use std::ffi::{CStr, CString};
 
-use ngx::core::Pool;
+use ngx::core::{Pool, SlabPool};
 use ngx::ffi::{
     ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_pagesize, ngx_pnalloc,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
-    ngx_slab_pool_t, ngx_str_t, ngx_test_config, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
+    ngx_test_config, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_NOTICE, NGX_OK,
 };
 
 use crate::glue::guard;
-use crate::logic::table::{layout, Entry, Header, Layout, Table};
-use crate::state::{Mapping, Opened};
+use crate::logic::table::{layout, Entry, Header, Layout, Learned, Table};
+use crate::state_mapping::{self, Mapping, Opened};
 
 /// What a worker knows of a zone: where its table is. Lives in the configuration pool (dropped
 /// with it); `shm_zone->data` points to it.
 pub struct ZoneCtx {
-    shpool: *mut ngx_slab_pool_t,
     /// The table in the zone's own memory, once made (kept over reloads with the zone).
     slab: Option<(*mut u8, Layout)>,
     /// `state=`: the file's full path, from the configuration.
@@ -95,7 +95,6 @@ pub unsafe fn add_zone(
             };
         }
         let ctx = Pool::from_ngx_pool((*cf).pool).allocate(ZoneCtx {
-            shpool: ptr::null_mut(),
             slab: None,
             state,
             map: None,
@@ -164,13 +163,12 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
         let log = (*zone).shm.log;
         let name = zone_name(zone);
         let shpool = (*zone).shm.addr.cast::<ngx_slab_pool_t>();
-        ctx.shpool = shpool;
         // A zone kept over a reload keeps the table made in its memory, if any.
         ctx.slab = old.and_then(|o| o.slab);
 
         if let Some(path) = ctx.state.as_deref() {
             if ngx_test_config != 0 {
-                return match crate::state::check(path) {
+                return match state_mapping::check(path) {
                     Ok(()) => NGX_OK as ngx_int_t,
                     Err(e) => {
                         ngx::ngx_log_error!(NGX_LOG_EMERG, log, "socketio_sticky: {}", e);
@@ -181,7 +179,13 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
             let previous = old
                 .filter(|o| o.state.as_deref() == Some(path))
                 .and_then(|o| o.map.as_ref());
-            return match crate::state::open(path, (*zone).shm.size, previous, format_block) {
+            return match state_mapping::open(
+                path,
+                (*zone).shm.size,
+                previous,
+                format_block,
+                table_opens,
+            ) {
                 Ok(Opened::Kept(m)) => {
                     if previous.is_none() {
                         let live = {
@@ -267,12 +271,9 @@ fn format_block(base: *mut u8, l: Layout) -> bool {
     }
 }
 
-/// Whether the block at `base` holds a table of layout `l`.
-///
-/// # Safety
-/// As for [`parts`].
-pub unsafe fn table_opens(base: *mut u8, l: Layout) -> bool {
-    // SAFETY: guaranteed by the caller.
+/// Whether the block at `base` holds a table of layout `l` (the caller holds its lock).
+fn table_opens(base: *mut u8, l: Layout) -> bool {
+    // SAFETY: `state_mapping` passes a mapped block of `l.total` bytes under the file's lock.
     unsafe { with_block(base, l, |_| ()).is_some() }
 }
 
@@ -334,16 +335,50 @@ fn random_key() -> [u64; 2] {
     k
 }
 
+/// The server learned for `sid`, refreshing its idle timer; `None` when it is unknown,
+/// expired, or the zone has no table.
+///
+/// # Safety
+/// `zone` must be a zone declared by [`add_zone`] in the running cycle.
+#[inline]
+pub unsafe fn lookup(zone: *mut ngx_shm_zone_t, sid: &[u8], now: u32, timeout: u32) -> Option<u64> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        with_table(zone, |t| {
+            let d = t.digest(sid);
+            t.lookup(d, now, timeout)
+        })
+    }
+    .flatten()
+}
+
+/// Stores `sid -> peer` as the most recently used session; `None` when the zone has no table.
+///
+/// # Safety
+/// As for [`lookup`].
+pub unsafe fn learn(
+    zone: *mut ngx_shm_zone_t,
+    sid: &[u8],
+    peer: u64,
+    now: u32,
+    timeout: u32,
+) -> Option<Learned> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        with_table(zone, |t| {
+            let d = t.digest(sid);
+            t.learn(d, peer, now, timeout)
+        })
+    }
+}
+
 /// Runs `f` on the zone's table under its lock (the state file's, or the zone's mutex);
 /// `None` when the zone has no table.
 ///
 /// # Safety
 /// `zone` must be a zone declared by [`add_zone`] in the running cycle.
 #[inline(always)]
-pub unsafe fn with_table<R>(
-    zone: *mut ngx_shm_zone_t,
-    f: impl FnOnce(&mut Table) -> R,
-) -> Option<R> {
+unsafe fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&mut Table) -> R) -> Option<R> {
     // SAFETY: our zones' `data` is a `ZoneCtx` filled by `init_zone`; the lock serialises
     // every access to the table between processes.
     unsafe {
@@ -353,10 +388,7 @@ pub unsafe fn with_table<R>(
             return with_block(m.block(), m.layout, f);
         }
         let (base, l) = ctx.slab?;
-        if ctx.shpool.is_null() {
-            return None;
-        }
-        let _lock = ZoneLock::new(ctx.shpool);
+        let _lock = SlabPool::from_shm_zone(&*zone)?.lock();
         with_block(base, l, f)
     }
 }
@@ -368,24 +400,4 @@ pub unsafe fn with_table<R>(
 pub unsafe fn zone_name(zone: *mut ngx_shm_zone_t) -> String {
     // SAFETY: the name lives in the configuration pool.
     unsafe { String::from_utf8_lossy(crate::glue::bytes(&(*zone).shm.name)).into_owned() }
-}
-
-/// The slab pool's mutex, released on drop (also when a panic unwinds through it).
-struct ZoneLock(*mut ngx_slab_pool_t);
-
-impl ZoneLock {
-    /// # Safety
-    /// `shpool` must be the zone's initialised slab pool.
-    unsafe fn new(shpool: *mut ngx_slab_pool_t) -> ZoneLock {
-        // SAFETY: the pool's mutex was created by nginx with the zone.
-        unsafe { ngx_shmtx_lock(ptr::addr_of_mut!((*shpool).mutex)) };
-        ZoneLock(shpool)
-    }
-}
-
-impl Drop for ZoneLock {
-    fn drop(&mut self) {
-        // SAFETY: taken in `new` on the same pool.
-        unsafe { ngx_shmtx_unlock(ptr::addr_of_mut!((*self.0).mutex)) };
-    }
 }

@@ -7,6 +7,10 @@
 //! SipHash is a pseudo-random function: without the key, an id tells nothing about the
 //! address, and no client can forge the id of another peer except by guessing 64 bits.
 
+use core::hash::Hasher;
+
+use siphasher::sip::SipHasher24;
+
 use super::params::Cookie;
 
 /// Length of an encoded id: 16 lowercase hex digits.
@@ -27,7 +31,7 @@ impl CookieKey {
             None => (b"upstream", upstream),
         };
         let derive = |d: (u64, u64)| {
-            let mut h = SipHasher24::new(d.0, d.1);
+            let mut h = SipHasher24::new_with_keys(d.0, d.1);
             h.write(tag);
             h.write(&[0]);
             h.write(text);
@@ -38,7 +42,7 @@ impl CookieKey {
 
     /// The id of the peer `server` (as written in its `server` line) at `addr`.
     pub fn peer_id(&self, server: &[u8], addr: &[u8]) -> u64 {
-        let mut h = SipHasher24::new(self.0, self.1);
+        let mut h = SipHasher24::new_with_keys(self.0, self.1);
         h.write(&(server.len() as u64).to_le_bytes());
         h.write(server);
         h.write(addr);
@@ -112,81 +116,13 @@ pub fn write_set_cookie(out: &mut [u8], name: &[u8], id: u64, attributes: &[u8])
     Some(len)
 }
 
-/// SipHash-2-4 (Aumasson and Bernstein), streaming.
-struct SipHasher24 {
-    v: [u64; 4],
-    tail: u64,
-    ntail: usize,
-    len: usize,
-}
-
-impl SipHasher24 {
-    fn new(k0: u64, k1: u64) -> Self {
-        SipHasher24 {
-            v: [
-                k0 ^ 0x736f_6d65_7073_6575,
-                k1 ^ 0x646f_7261_6e64_6f6d,
-                k0 ^ 0x6c79_6765_6e65_7261,
-                k1 ^ 0x7465_6462_7974_6573,
-            ],
-            tail: 0,
-            ntail: 0,
-            len: 0,
-        }
-    }
-
-    fn round(v: &mut [u64; 4]) {
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
-    }
-
-    fn compress(&mut self, m: u64) {
-        self.v[3] ^= m;
-        Self::round(&mut self.v);
-        Self::round(&mut self.v);
-        self.v[0] ^= m;
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.tail |= u64::from(b) << (8 * self.ntail);
-            self.ntail += 1;
-            if self.ntail == 8 {
-                let m = self.tail;
-                self.compress(m);
-                self.tail = 0;
-                self.ntail = 0;
-            }
-        }
-        self.len += bytes.len();
-    }
-
-    fn finish(mut self) -> u64 {
-        let m = self.tail | ((self.len as u64 & 0xff) << 56);
-        self.compress(m);
-        self.v[2] ^= 0xff;
-        for _ in 0..4 {
-            Self::round(&mut self.v);
-        }
-        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::logic::params::SameSite;
 
     fn siphash(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-        let mut h = SipHasher24::new(k0, k1);
+        let mut h = SipHasher24::new_with_keys(k0, k1);
         h.write(msg);
         h.finish()
     }
@@ -202,7 +138,7 @@ mod tests {
         assert_eq!(siphash(k0, k1, &msg[..1]), 0x74f8_39c5_93dc_67fd);
         assert_eq!(siphash(k0, k1, &msg[..15]), 0xa129_ca61_49be_45e5);
         // Streaming in pieces gives the same value.
-        let mut h = SipHasher24::new(k0, k1);
+        let mut h = SipHasher24::new_with_keys(k0, k1);
         h.write(&msg[..3]);
         h.write(&msg[3..11]);
         h.write(&msg[11..15]);

@@ -3,6 +3,8 @@
 //!
 //! All functions take untrusted bytes and never panic, allocate, or read past their input.
 
+use super::bytes::{find_byte, split_once, trim, unquote};
+
 /// The longest key (after percent-decoding) that is used; longer values count as absent.
 pub const MAX_KEY_LEN: usize = 256;
 
@@ -227,7 +229,6 @@ pub struct QueryScan<'a> {
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
 /// The 16 bytes of `b` from `at`, little-endian, zero-padded past its end.
@@ -388,31 +389,6 @@ impl<'a> QueryScan<'a> {
     }
 }
 
-/// The position of the first `needle` in `hay`, eight bytes per step (no allocation, no
-/// unsafe; for the short strings of a request it beats a call into `memchr`).
-#[inline]
-pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0usize;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // The lowest byte of `x` that is zero is the first match (borrows only run upwards).
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == needle)
-        .map(|i| base + i)
-}
-
 /// The first non-empty value of cookie `name` in one `Cookie` header value. Pairs are split
 /// on `;`; spaces and tabs around names and values are ignored; a value wrapped in double
 /// quotes is unwrapped. Names match case-insensitively, as nginx's `$cookie_` does.
@@ -425,12 +401,47 @@ pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         if !trim(k).eq_ignore_ascii_case(name) {
             return None;
         }
-        let mut v = trim(v);
-        if v.len() >= 2 && v.first() == Some(&b'"') && v.last() == Some(&b'"') {
-            v = v.get(1..v.len() - 1).unwrap_or(&[]);
-        }
+        let v = unquote(trim(v));
         (!v.is_empty()).then_some(v)
     })
+}
+
+/// Most distinct cookie names that one [`CookieScan`] looks for.
+pub const MAX_COOKIES: usize = 8;
+
+/// The values of several cookies, found in one pass over each `Cookie` header: for each wanted
+/// name, what [`cookie`] gives for the first header that has it.
+#[derive(Debug, Default)]
+pub struct CookieScan<'a> {
+    pub values: [Option<&'a [u8]>; MAX_COOKIES],
+}
+
+impl<'a> CookieScan<'a> {
+    /// Looks at one `Cookie` header (headers are fed in order); `names` are the wanted names
+    /// (at most [`MAX_COOKIES`]; the slot of a name is its position).
+    pub fn feed<N: AsRef<[u8]>>(&mut self, header: &'a [u8], names: &[N]) {
+        for pair in header.split(|&c| c == b';') {
+            let Some((k, v)) = split_once(pair, b'=') else {
+                continue;
+            };
+            let v = unquote(trim(v));
+            if v.is_empty() {
+                continue;
+            }
+            let k = trim(k);
+            for (slot, name) in self.values.iter_mut().zip(names) {
+                let name = name.as_ref();
+                if slot.is_none() && !name.is_empty() && k.eq_ignore_ascii_case(name) {
+                    *slot = Some(v);
+                }
+            }
+        }
+    }
+
+    /// Whether every wanted name has its value (later headers cannot change it).
+    pub fn complete(&self, wanted: usize) -> bool {
+        self.values.iter().take(wanted).all(Option::is_some)
+    }
 }
 
 /// Header values are used trimmed of surrounding spaces and tabs.
@@ -463,18 +474,12 @@ fn is_transport(seg: &[u8]) -> bool {
     !seg.is_empty() && seg.iter().all(|c| c.is_ascii_lowercase() || *c == b'-')
 }
 
-#[inline]
-fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
-    let i = s.iter().position(|&c| c == sep)?;
-    Some((s.get(..i)?, s.get(i + 1..)?))
-}
-
-#[inline]
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ws = |c: &u8| *c == b' ' || *c == b'\t';
-    let start = s.iter().position(|c| !is_ws(c)).unwrap_or(s.len());
-    let end = s.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
-    s.get(start..end).unwrap_or(&[])
+/// The first capture group of a `uri:` regex (applied to the request URI) or of the `route=`
+/// regex, if it matched and is non-empty.
+pub fn first_capture<'a>(re: &regex::bytes::Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
+    let m = re.captures(uri)?.get(1)?;
+    let v = m.as_bytes();
+    (!v.is_empty()).then_some(v)
 }
 
 #[cfg(test)]
@@ -580,6 +585,33 @@ mod tests {
     }
 
     #[test]
+    fn cookie_scan_agrees_with_cookie() {
+        let names: [&[u8]; 3] = [b"io", b"srv_route", b"IO"];
+        let headers: [&[&[u8]]; 6] = [
+            &[b"io=abc; srv_route=0123"],
+            &[b"a=1", b"io=; io=x; SRV_ROUTE=\"q\""],
+            &[b"io=\"\"", b"io=second", b"io=third"],
+            &[b"", b";;;", b"srv_route"],
+            &[b"  io = a ;\tsrv_route= b  ", b"io=c"],
+            &[b"x=1; io=a=b", b"bio=1; srv_route2=2"],
+        ];
+        for hs in headers {
+            let mut scan = CookieScan::default();
+            for h in hs {
+                scan.feed(h, &names);
+            }
+            for (i, name) in names.iter().enumerate() {
+                let reference = hs.iter().find_map(|h| cookie(h, name));
+                assert_eq!(scan.values[i], reference, "{hs:?} {name:?}");
+            }
+            assert_eq!(
+                scan.complete(names.len()),
+                scan.values[..3].iter().all(Option::is_some)
+            );
+        }
+    }
+
+    #[test]
     fn header_values() {
         assert_eq!(header_value(b"  dev-1 \t"), Some(&b"dev-1"[..]));
         assert_eq!(header_value(b"   "), None);
@@ -613,30 +645,6 @@ mod tests {
             socketio09_sid(b"/\xff/1/websocket/\xfe"),
             Some(&b"\xfe"[..])
         );
-    }
-
-    #[test]
-    fn find_byte_agrees_with_position() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for len in 0..80usize {
-            for _ in 0..50 {
-                let hay: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        [b'a', b'&', b'%', 0x80, 0x00, 0xff, b'='][(x % 7) as usize]
-                    })
-                    .collect();
-                for needle in [b'&', b'%', b'=', 0x80, 0x00, 0xff, b'z'] {
-                    assert_eq!(
-                        find_byte(&hay, needle),
-                        hay.iter().position(|&c| c == needle),
-                        "{hay:?} {needle}"
-                    );
-                }
-            }
-        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Stable, unkeyed 64-bit hashing for ring placement.
+//! The module's hashes: stable, unkeyed 64-bit hashing for ring placement and peer identities,
+//! and the keyed digest of session ids in the shared table.
 //!
 //! Every worker and every nginx node must agree on where a key lands, across restarts and
 //! builds, so this is a fixed, documented function: FNV-1a (64-bit) over the bytes, followed
@@ -34,6 +35,15 @@ pub fn hash64(seed: u64, bytes: &[u8]) -> u64 {
 #[inline]
 pub fn key_hash(bytes: &[u8]) -> u64 {
     hash64(0, bytes)
+}
+
+/// The identity of a peer as the session table stores it (the peer of a learned session): a
+/// hash of its `server` string and its address, stable across reloads, reordering and
+/// restarts.
+pub fn peer_identity(server: &[u8], addr: &[u8]) -> u64 {
+    let mut h = hash64(0x1d, server);
+    h ^= hash64(h, addr);
+    h
 }
 
 /// A short, non-reversible tag of a key for debug logs (never the key itself).
@@ -106,6 +116,19 @@ pub fn sid_digest(k0: u64, k1: u64, msg: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_identity_is_stable_and_distinct() {
+        assert_eq!(
+            peer_identity(b"10.0.0.1:3000", b"10.0.0.1:3000"),
+            peer_identity(b"10.0.0.1:3000", b"10.0.0.1:3000")
+        );
+        assert_ne!(
+            peer_identity(b"a:1", b"10.0.0.1:1"),
+            peer_identity(b"a:1", b"10.0.0.2:1")
+        );
+        assert_ne!(peer_identity(b"ab", b"c"), peer_identity(b"a", b"bc"));
+    }
 
     #[test]
     fn stable_values() {

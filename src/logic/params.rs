@@ -638,15 +638,9 @@ fn compile_capture_regex(param: &str, pattern: &[u8]) -> Result<Regex, ParamErro
     Ok(re)
 }
 
-/// The first capture group of a `uri:` or `route=` regex, if it matched and is non-empty.
-pub fn first_capture<'a>(re: &Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
-    let m = re.captures(uri)?.get(1)?;
-    let v = m.as_bytes();
-    (!v.is_empty()).then_some(v)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::extract::first_capture;
     use super::*;
 
     fn p(args: &[&str]) -> Result<Params, ParamError> {

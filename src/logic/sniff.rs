@@ -7,51 +7,12 @@
 //! body bytes, does work linear in them, keeps its scratch space on the stack and allocates
 //! only the sid it returns.
 
+use super::bytes::{trim, unquote};
 use super::extract::MAX_KEY_LEN;
+use super::handshake::Kind;
 
 /// How many response body bytes the module ever looks at.
 pub const LOOK_MAX: usize = 512;
-
-/// Which protocol generation a handshake request belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Engine.IO 3 or 4 (Socket.IO 1.x to 4.x): `?EIO=N&transport=...` without `sid`.
-    EngineIo,
-    /// Socket.IO 0.9: `GET /<resource>/1/`.
-    Legacy09,
-}
-
-/// Whether a request is handshake-shaped. `args` is the raw query string without `?` (may be
-/// empty), `uri` the raw (not decoded) path.
-///
-/// [`Kind::EngineIo`]: the query has an `EIO=` argument (any value) and no non-empty `sid`
-/// argument (`sid=` or a bare `sid` is absent, as for Engine.IO's own query parser). Names
-/// match exactly and case-sensitively; arguments are split on `&` only. Such a request is
-/// never [`Kind::Legacy09`], even when its path looks like one.
-///
-/// [`Kind::Legacy09`]: the path is `/<resource>/1/`: it ends with `/1/` and has a non-empty
-/// segment before the `1` (`/socket.io/1/`, `/chat/io/1/`; not `/1/`). Anything from a `?` on
-/// is ignored, should a path with its query be passed.
-#[cfg(test)]
-pub fn handshake_kind(args: &[u8], uri: &[u8]) -> Option<Kind> {
-    let mut scan = super::extract::QueryScan::default();
-    super::extract::scan_query(args, &super::extract::ArgNames::default(), &mut scan);
-    handshake_shape(scan.eio, scan.sid, uri)
-}
-
-/// [`handshake_kind`] from the facts a query scan (`extract::scan_query`) found: an `EIO`
-/// argument, a non-empty `sid` argument.
-pub fn handshake_shape(eio: bool, sid: bool, uri: &[u8]) -> Option<Kind> {
-    if eio {
-        return (!sid).then_some(Kind::EngineIo);
-    }
-    let path = uri.split(|&c| c == b'?').next().unwrap_or(&[]);
-    let resource = path.strip_suffix(b"/1/")?;
-    resource
-        .split(|&c| c == b'/')
-        .any(|seg| !seg.is_empty())
-        .then_some(Kind::Legacy09)
-}
 
 /// What [`sniff`] learned from the bytes so far.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,6 +59,39 @@ pub fn sniff(kind: Kind, look: &[u8], complete: bool) -> Sniffed {
     }
 }
 
+/// The first bytes of a handshake response body, collected across the buffers it arrives in
+/// (at most [`LOOK_MAX`]; later bytes are not kept).
+pub struct Look {
+    kind: Kind,
+    len: usize,
+    buf: [u8; LOOK_MAX],
+}
+
+impl Look {
+    pub fn new(kind: Kind) -> Look {
+        Look {
+            kind,
+            len: 0,
+            buf: [0; LOOK_MAX],
+        }
+    }
+
+    /// Adds the bytes of a buffer; what does not fit any more is not kept.
+    pub fn feed(&mut self, data: &[u8]) {
+        let n = data.len().min(LOOK_MAX - self.len);
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + n), data.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
+    }
+
+    /// [`sniff`] over the bytes kept so far; `ended` says that no more bytes come.
+    pub fn sniff(&self, ended: bool) -> Sniffed {
+        let seen = self.buf.get(..self.len).unwrap_or(&[]);
+        sniff(self.kind, seen, ended || self.len >= LOOK_MAX)
+    }
+}
+
 /// The value of cookie `name` if this `Set-Cookie` header value sets it
 /// (`io=abc; Path=/; HttpOnly` with name `io` gives `abc`). Only the leading `name=value` pair
 /// counts (what follows `;` are attributes). The name matches exactly (case-sensitively);
@@ -113,18 +107,8 @@ pub fn set_cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     if trim(pair.get(..eq)?) != name {
         return None;
     }
-    let mut v = trim(pair.get(eq + 1..)?);
-    if v.len() >= 2 && v.first() == Some(&b'"') && v.last() == Some(&b'"') {
-        v = v.get(1..v.len() - 1).unwrap_or(&[]);
-    }
+    let v = unquote(trim(pair.get(eq + 1..)?));
     (!v.is_empty()).then_some(v)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ws = |c: &u8| *c == b' ' || *c == b'\t';
-    let start = s.iter().position(|c| !is_ws(c)).unwrap_or(s.len());
-    let end = s.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
-    s.get(start..end).unwrap_or(&[])
 }
 
 /// Why the bytes gave no sid.
@@ -533,6 +517,24 @@ fn legacy09_line(b: &[u8]) -> Res<Vec<u8>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn look_collects_across_buffers() {
+        let body = V4;
+        for cut in 0..body.len() {
+            let mut look = Look::new(Kind::EngineIo);
+            look.feed(&body[..cut]);
+            let early = look.sniff(false);
+            look.feed(&body[cut..]);
+            assert_eq!(look.sniff(true), found(DEFAULT_SID), "cut at {cut}");
+            assert!(early == Sniffed::NeedMore || early == found(DEFAULT_SID));
+        }
+        // Bytes past LOOK_MAX are not kept, and a full look is conclusive.
+        let mut look = Look::new(Kind::EngineIo);
+        look.feed(&[b' '; LOOK_MAX + 10]);
+        assert_eq!(look.len, LOOK_MAX);
+        assert_eq!(look.sniff(false), Sniffed::NotFound);
+    }
+
     /// The open packet of the Engine.IO 4 protocol description (engine.io-protocol README).
     const V4: &[u8] = br#"0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
     /// Engine.IO 3 handshake (engine.io-protocol README, v3) followed by Socket.IO 2's CONNECT.
@@ -641,81 +643,6 @@ mod tests {
             .position(|w| w == needle)
             .map(|i| i + needle.len())
             .expect("needle present")
-    }
-
-    // ---- handshake_kind ----
-
-    #[test]
-    fn kind_engine_io() {
-        let k = |a: &[u8]| handshake_kind(a, b"/socket.io/");
-        assert_eq!(
-            k(b"EIO=4&transport=polling&t=N8hyd6w"),
-            Some(Kind::EngineIo)
-        );
-        assert_eq!(
-            k(b"EIO=3&transport=polling&t=1&b64=1"),
-            Some(Kind::EngineIo)
-        );
-        assert_eq!(k(b"EIO=3&transport=polling&j=0"), Some(Kind::EngineIo));
-        assert_eq!(k(b"transport=websocket&EIO=4"), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=&transport=polling"), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=4&transport=polling&sid="), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=4&sid&transport=polling"), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=4&transport=polling&sid=x"), None);
-        assert_eq!(
-            k(b"sid=lv_VI97HAXpY6yYWAAAC&EIO=4&transport=websocket"),
-            None
-        );
-        assert_eq!(k(b"EIO=4&sid=&sid=x"), None);
-        // Exact, case-sensitive names; ';' is not a separator.
-        assert_eq!(k(b"eio=4&transport=polling"), None);
-        assert_eq!(k(b"EIO4&transport=polling"), None);
-        assert_eq!(k(b"XEIO=4"), None);
-        assert_eq!(k(b"t=1;EIO=4"), None);
-        assert_eq!(k(b"EIO=4&SID=x"), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=4&sidx=1&xsid=2"), Some(Kind::EngineIo));
-        assert_eq!(k(b"EIO=4;sid=x"), Some(Kind::EngineIo));
-        assert_eq!(k(b""), None);
-        assert_eq!(k(b"&&&="), None);
-    }
-
-    #[test]
-    fn kind_legacy09() {
-        let k = |u: &[u8]| handshake_kind(b"", u);
-        assert_eq!(k(b"/socket.io/1/"), Some(Kind::Legacy09));
-        assert_eq!(
-            handshake_kind(b"t=1", b"/socket.io/1/"),
-            Some(Kind::Legacy09)
-        );
-        assert_eq!(
-            handshake_kind(b"t=1&jsonp=0", b"/socket.io/1/"),
-            Some(Kind::Legacy09)
-        );
-        assert_eq!(k(b"/socket.io/1/?t=1"), Some(Kind::Legacy09));
-        assert_eq!(k(b"/chat/io/1/"), Some(Kind::Legacy09));
-        assert_eq!(k(b"//x//1/"), Some(Kind::Legacy09));
-        assert_eq!(k(b"x/1/"), Some(Kind::Legacy09));
-        assert_eq!(k(b"/1/"), None);
-        assert_eq!(k(b"//1/"), None);
-        assert_eq!(k(b"1/"), None);
-        assert_eq!(k(b"/socket.io/1"), None);
-        assert_eq!(k(b"/socket.io/11/"), None);
-        assert_eq!(k(b"/socket.io/2/"), None);
-        assert_eq!(k(b"/socket.io/1/xhr-polling/abc"), None);
-        assert_eq!(k(b"/socket.io/1/websocket/abc/"), None);
-        assert_eq!(k(b"/socket.io/"), None);
-        assert_eq!(k(b""), None);
-        // An EIO argument wins.
-        assert_eq!(
-            handshake_kind(b"EIO=3&transport=polling", b"/socket.io/1/"),
-            Some(Kind::EngineIo)
-        );
-        assert_eq!(handshake_kind(b"EIO=3&sid=abc", b"/socket.io/1/"), None);
-        // A sid argument alone does not matter to 0.9.
-        assert_eq!(
-            handshake_kind(b"sid=x", b"/socket.io/1/"),
-            Some(Kind::Legacy09)
-        );
     }
 
     // ---- Engine.IO 4 ----
@@ -1418,7 +1345,7 @@ mod tests {
                     }
                 }
             }
-            let _ = handshake_kind(&body, &body);
+            let _ = crate::logic::handshake::handshake_kind(&body, &body);
             let _ = set_cookie(&body, b"io");
         }
     }

@@ -33,7 +33,7 @@ const MAX_CHAIN: usize = 64;
 pub struct Entry {
     /// Keyed digest of the session id.
     pub digest: u64,
-    /// Identity of the peer ([`peer_identity`]).
+    /// Identity of the peer (`hash::peer_identity`).
     pub peer: u64,
     /// When it was learned or last used (seconds).
     pub last: u32,
@@ -106,14 +106,6 @@ pub fn layout(bytes: usize) -> Option<Layout> {
         entries_offset,
         total,
     })
-}
-
-/// The identity of a peer as stored: a hash of its `server` string and its address, stable
-/// across reloads, reordering and restarts.
-pub fn peer_identity(server: &[u8], addr: &[u8]) -> u64 {
-    let mut h = super::hash::hash64(0x1d, server);
-    h ^= super::hash::hash64(h, addr);
-    h
 }
 
 /// Result of [`Table::learn`].
@@ -675,18 +667,5 @@ mod tests {
             let _ = t.learn(d, 1, 2, 600);
             let _ = t.forget(d);
         }
-    }
-
-    #[test]
-    fn peer_identity_is_stable_and_distinct() {
-        assert_eq!(
-            peer_identity(b"10.0.0.1:3000", b"10.0.0.1:3000"),
-            peer_identity(b"10.0.0.1:3000", b"10.0.0.1:3000")
-        );
-        assert_ne!(
-            peer_identity(b"a:1", b"10.0.0.1:1"),
-            peer_identity(b"a:1", b"10.0.0.2:1")
-        );
-        assert_ne!(peer_identity(b"ab", b"c"), peer_identity(b"a", b"bc"));
     }
 }

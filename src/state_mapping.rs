@@ -1,7 +1,9 @@
 //! The state file of a zone (`state=PATH`): opened by the master when it sets the zone up,
 //! mapped shared, and inherited by its workers. A new master (binary upgrade, restart) maps the
 //! same file and so keeps the learned sessions; during a binary upgrade the old and the new
-//! workers use the one table. Layout and lock: `logic::state`.
+//! workers use the one table. Layout and lock: `logic::state_file`. The table inside is the
+//! zone's business: this file maps, checks and makes files, and is told how to check and
+//! format a table.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -16,7 +18,7 @@ use std::path::Path;
 
 use ngx::ffi::{getpid, kill, mmap, munmap, sched_yield, MAP_SHARED, PROT_READ, PROT_WRITE};
 
-use crate::logic::state::{self, FileHeader, PidLock, HEADER_LEN};
+use crate::logic::state_file::{self as state, FileHeader, PidLock, HEADER_LEN};
 use crate::logic::table::Layout;
 
 /// A state file mapped into this process; unmapped and closed on drop (when the cycle that
@@ -111,12 +113,14 @@ fn map(file: File, len: usize, layout: Layout) -> io::Result<Mapping> {
 /// Opens the state file `path` for a zone of `size` bytes: the table in it when it has this
 /// size and format, a new table otherwise. `previous` is the previous cycle's mapping of the
 /// same file (reload), whose open file is used again even if the path now names another one.
-/// `format` formats a table block.
+/// `format` formats a table block; `opens` says whether a block holds a table of the layout
+/// (called under the file's lock).
 pub fn open(
     path: &CStr,
     size: usize,
     previous: Option<&Mapping>,
     format: impl Fn(*mut u8, Layout) -> bool,
+    opens: impl Fn(*mut u8, Layout) -> bool,
 ) -> Result<Opened, String> {
     let fail = |what: &str, e: io::Error| format!("{what} \"{}\" failed ({})", show(path), os(&e));
     let Some((len, layout)) = state::file_layout(size) else {
@@ -137,7 +141,7 @@ pub fn open(
         // Only a file of exactly this length is mapped: a shorter one would fault.
         if file_len == len as u64 {
             let m = map(f, len, layout).map_err(|e| fail("mmap()", e))?;
-            if state::header_matches(m.header(), file_len, len) && table_ok(&m) {
+            if state::header_matches(m.header(), file_len, len) && table_ok(&m, &opens) {
                 return Ok(Opened::Kept(m));
             }
         }
@@ -176,11 +180,11 @@ pub fn open(
 }
 
 /// Whether the table in a mapped file opens with the layout expected for it.
-fn table_ok(m: &Mapping) -> bool {
+fn table_ok(m: &Mapping, opens: impl Fn(*mut u8, Layout) -> bool) -> bool {
+    // The mapping holds `layout.total` bytes of table after the header, and the lock keeps
+    // the other processes out while `opens` looks.
     let _lock = m.lock();
-    // SAFETY: the mapping holds `layout.total` bytes of table after the header, and the lock
-    // keeps the other processes out while we look.
-    unsafe { crate::zone::table_opens(m.block(), m.layout) }
+    opens(m.block(), m.layout)
 }
 
 /// Checks (for `nginx -t`) that the state file could be opened or created, without touching it.

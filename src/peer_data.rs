@@ -1,0 +1,76 @@
+//! A request's state in the module, from the balancer's `init` to the end of its response:
+//! round robin's per-request data (first, as nginx's balancers keep it), what the request's
+//! keys name, how its peer was chosen, and what its response still needs (a route cookie, a
+//! handshake to learn from). It is also the module's request context, which the filters and
+//! the variables read.
+
+use core::ptr::NonNull;
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_http_upstream_rr_peer_data_t, ngx_http_upstream_rr_peers_t, ngx_str_t,
+};
+use ngx::http::HttpModule;
+
+use crate::conf::SrvConf;
+use crate::logic::choose::{Claims, Progress, Status};
+use crate::logic::handshake::Kind;
+use crate::logic::sniff::Look;
+
+/// Per-request data: `u->peer.data` and the module's request context.
+#[repr(C)]
+pub struct PeerData {
+    /// Round robin's data, first: `peer.data` points here and round robin uses it as its own.
+    pub rrp: ngx_http_upstream_rr_peer_data_t,
+    /// The upstream's configuration (lives as long as the cycle).
+    pub conf: NonNull<SrvConf>,
+    /// The upstream's primary peer list (round robin moves `rrp.peers` to the backups).
+    pub primary: *mut ngx_http_upstream_rr_peers_t,
+    /// What the request's keys name.
+    pub claims: Claims,
+    /// The calls of `get` so far.
+    pub progress: Progress,
+    /// How the peer was chosen, once it was (`$socketio_sticky_status`).
+    pub status: Option<Status>,
+    /// The device id the request was balanced by (request memory; `$socketio_sticky_key`).
+    pub key: Option<ngx_str_t>,
+    /// The response may need a route cookie (checked once, by the header filter).
+    pub cookie_out: bool,
+    /// A handshake whose response may teach its session id (taken by the header filter).
+    pub learn: Option<Kind>,
+    /// The look at the handshake body while it is in progress.
+    pub look: Option<Learning>,
+}
+
+/// A handshake body being looked at.
+#[derive(Clone, Copy)]
+pub struct Learning {
+    /// Its first bytes so far (request pool).
+    pub look: NonNull<Look>,
+    /// The identity of the peer that answered.
+    pub peer: u64,
+}
+
+impl PeerData {
+    /// The upstream's configuration.
+    #[inline]
+    pub fn conf(&self) -> &SrvConf {
+        // SAFETY: set by `init_peer` from the upstream's configuration, which outlives every
+        // request of the cycle.
+        unsafe { self.conf.as_ref() }
+    }
+}
+
+/// The module's context of `r`, if the request went through the balancer.
+///
+/// # Safety
+/// `r` must be a valid request; no other reference to its context may be alive.
+#[inline]
+pub unsafe fn of_request<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut PeerData> {
+    // SAFETY: the module's context slot is null or points to the `PeerData` set by `init_peer`
+    // (request pool, as long-lived as the request).
+    unsafe {
+        (*(*r).ctx.add(crate::Module::module().ctx_index))
+            .cast::<PeerData>()
+            .as_mut()
+    }
+}
