@@ -4,6 +4,8 @@
 
 /// nginx versions whose upstream structures changed in a way the module depends on.
 const VERSION_CHECKS: &[(u64, &str)] = &[
+    // `headers_in.cookie` (a linked list of the Cookie headers) replaced the `cookies` array.
+    (1_023_000, "nginx1_23_0"),
     // Peers gained `refs`/`zombie` and the shared `config` counter (re-resolvable servers).
     (1_027_003, "nginx1_27_3"),
 ];

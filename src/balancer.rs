@@ -4,15 +4,14 @@
 //! `logic::choose` over the peer list; round robin or least_conn when it lets them pick).
 
 use core::ffi::c_void;
-use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
 use ngx::ffi::{
     ngx_cached_time, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_get_round_robin_peer,
     ngx_http_upstream_init_round_robin, ngx_http_upstream_init_round_robin_peer,
     ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t,
-    ngx_int_t, ngx_palloc, ngx_peer_connection_t, ngx_str_t, NGX_BUSY, NGX_ERROR, NGX_LOG_EMERG,
-    NGX_LOG_INFO, NGX_OK,
+    ngx_int_t, ngx_peer_connection_t, ngx_str_t, NGX_BUSY, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_INFO,
+    NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleServerConf};
 
@@ -159,10 +158,10 @@ unsafe fn init_peer_inner(
     // SAFETY: see the caller. The pool memory is written whole before use; round robin's data
     // is valid zeroed (plain integers and pointers) until round robin fills it.
     let pd = unsafe {
-        let pd = ngx_palloc((*r).pool, size_of::<PeerData>()).cast::<PeerData>();
-        if pd.is_null() {
+        let Some(pd) = crate::peer_data::block_for(r) else {
             return NGX_ERROR as ngx_int_t;
-        }
+        };
+        let pd = pd.as_ptr();
         ptr::write(
             pd,
             PeerData {

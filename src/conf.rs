@@ -15,12 +15,12 @@ use regex::bytes::{CaptureLocations, Regex};
 
 use crate::glue::guard;
 use crate::logic::choose::Rules;
-use crate::logic::cookie::{self, CookieKey};
+use crate::logic::cookie::CookieKey;
 use crate::logic::extract::ArgNames;
 use crate::logic::params::{self, Balance};
 use crate::logic::route::{self, Label, Routes};
 use crate::logic::servers::Placement;
-use crate::peers::{facts_of, Facts, IndexSpec, PeerIndex, PeersLock};
+use crate::peers::{facts_of, CookieSpec, Facts, IndexSpec, PeerIndex, PeersLock};
 
 /// A key source ready for run time (variables resolved to their index).
 pub enum KeySource {
@@ -58,18 +58,13 @@ pub struct RouteCookie {
     pub key: CookieKey,
 }
 
-impl RouteCookie {
-    /// Length of the whole `Set-Cookie` value.
-    pub fn header_len(&self) -> usize {
-        self.name.len() + 1 + cookie::ID_LEN + self.attributes.len()
-    }
-}
-
 /// Per-`upstream{}` configuration (nginx creates one for every server and upstream block).
 pub struct SrvConf {
     /// The directive was given in this upstream.
     pub enabled: bool,
     pub sid: Vec<KeySource>,
+    /// `sid=` has `cookie:` sources (learned from `Set-Cookie` too).
+    pub sid_cookies: bool,
     pub device_id: Vec<KeySource>,
     /// Distinct names of the `arg:` sources, looked for in one pass over the query string.
     pub arg_names: ArgNames,
@@ -106,6 +101,7 @@ impl Default for SrvConf {
         SrvConf {
             enabled: false,
             sid: Vec::new(),
+            sid_cookies: false,
             device_id: Vec::new(),
             arg_names: ArgNames::default(),
             cookie_names: Vec::new(),
@@ -160,14 +156,21 @@ impl SrvConf {
     /// `peers` must be one of this upstream's peer lists, locked for reading; no reference
     /// returned by an earlier call may be alive (workers are single-threaded and neither the
     /// balancer nor the filters are re-entered while they hold one).
+    #[inline]
     pub unsafe fn index(&self, peers: *mut ngx_http_upstream_rr_peers_t) -> Option<&PeerIndex> {
-        let spec = IndexSpec {
-            placement: self.placement.as_ref()?,
-            routes: self.route.as_ref().map(|_| &self.routes),
-            cookie: self.cookie.as_ref().map(|c| &c.key),
+        let spec = || {
+            Some(IndexSpec {
+                placement: self.placement.as_ref()?,
+                routes: self.route.as_ref().map(|_| &self.routes),
+                cookie: self.cookie.as_ref().map(|c| CookieSpec {
+                    key: &c.key,
+                    name: &c.name,
+                    attributes: &c.attributes,
+                }),
+            })
         };
         // SAFETY: guaranteed by the caller.
-        unsafe { Some((*self.index.get()).of(peers, &spec)) }
+        unsafe { (*self.index.get()).of(peers, spec) }
     }
 
     /// What the responses need of the peer that answered: from the index of the primary
@@ -176,6 +179,7 @@ impl SrvConf {
     /// # Safety
     /// `primary` must be the upstream's primary peer list and `peer` a valid peer; as for
     /// [`SrvConf::index`].
+    #[inline]
     pub unsafe fn facts(
         &self,
         primary: *mut ngx_http_upstream_rr_peers_t,
@@ -187,7 +191,25 @@ impl SrvConf {
                 let _lock = PeersLock::read(primary);
                 self.index(primary).and_then(|i| i.facts(peer))
             };
-            found.unwrap_or_else(|| facts_of(peer, self.cookie.as_ref().map(|c| &c.key)))
+            found.unwrap_or_else(|| facts_of(peer))
+        }
+    }
+
+    /// The route cookie of the peer that answered (its id and its whole `Set-Cookie` value),
+    /// when it is a primary peer and the upstream has `cookie=`.
+    ///
+    /// # Safety
+    /// As for [`SrvConf::facts`].
+    #[inline]
+    pub unsafe fn route_cookie(
+        &self,
+        primary: *mut ngx_http_upstream_rr_peers_t,
+        peer: *const ngx_http_upstream_rr_peer_t,
+    ) -> Option<(u64, &[u8])> {
+        // SAFETY: guaranteed by the caller; the list is read under its lock.
+        unsafe {
+            let _lock = PeersLock::read(primary);
+            self.index(primary)?.route_cookie(peer)
         }
     }
 }

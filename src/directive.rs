@@ -57,6 +57,7 @@ unsafe fn socketio_sticky(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_cha
         Some(v) => v,
         None => return ngx::core::NGX_CONF_ERROR,
     };
+    conf.sid_cookies = conf.sid.iter().any(|s| matches!(s, KeySource::Cookie(..)));
     conf.device_id = match resolve_sources(cf, parsed.device_id, &mut arg_names, &mut cookie_names)
     {
         Some(v) => v,

@@ -101,7 +101,7 @@ unsafe fn body_filter_inspect(r: *mut ngx_http_request_t, chain: *mut ngx_chain_
     // SAFETY: `r` and `chain` are valid; a contained panic only skips learning.
     guard(log, (), || unsafe {
         if let Some(pd) = peer_data::of_request(r) {
-            crate::learn::body(pd, chain, log);
+            crate::learn::body(r, pd, chain, log);
         }
     });
     // SAFETY: passing the response on, unchanged.

@@ -30,7 +30,7 @@ pub fn guard<R>(log: *mut ngx_log_t, fallback: R, f: impl FnOnce() -> R) -> R {
 /// `s.data` must point to `s.len` readable bytes that outlive the returned slice.
 #[inline]
 pub unsafe fn bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
-    if s.len == 0 || s.data.is_null() {
+    if s.data.is_null() {
         &[]
     } else {
         // SAFETY: guaranteed by the caller.
@@ -68,4 +68,44 @@ pub unsafe fn list_values<'r, 'n>(
             }
         }
     })
+}
+
+/// The values of a multi-header of nginx's parsed headers (`Cookie` of a request,
+/// `Set-Cookie` of an upstream's response), in order: a linked list since nginx 1.23, an
+/// array of pointers before.
+///
+/// # Safety
+/// `first` must be null or the first of a list of valid headers that is not modified while
+/// iterating.
+#[cfg(nginx1_23_0)]
+pub unsafe fn multi_header<'r>(first: *mut ngx_table_elt_t) -> impl Iterator<Item = &'r [u8]> {
+    let mut h = first;
+    core::iter::from_fn(move || {
+        // SAFETY: guaranteed by the caller.
+        let e = unsafe { h.as_ref() }?;
+        h = e.next;
+        // SAFETY: the header's value lives as long as the request.
+        Some(unsafe { bytes(&e.value) })
+    })
+}
+
+/// The values of a multi-header of nginx's parsed headers (`Cookie` of a request,
+/// `Set-Cookie` of an upstream's response), in order: an array of pointers before nginx 1.23.
+///
+/// # Safety
+/// `all` must be a valid array of pointers to valid headers, not modified while iterating.
+#[cfg(not(nginx1_23_0))]
+pub unsafe fn multi_header<'r>(all: &ngx::ffi::ngx_array_t) -> impl Iterator<Item = &'r [u8]> {
+    // SAFETY: guaranteed by the caller.
+    let all: &[*mut ngx_table_elt_t] = unsafe {
+        if all.elts.is_null() || all.nelts == 0 {
+            &[]
+        } else {
+            core::slice::from_raw_parts(all.elts.cast(), all.nelts)
+        }
+    };
+    // SAFETY: as above.
+    all.iter()
+        .filter_map(|&h| unsafe { h.as_ref() })
+        .map(|h| unsafe { bytes(&h.value) })
 }

@@ -13,7 +13,7 @@ use ngx::ffi::{
 };
 
 use crate::conf::{KeySource, SrvConf};
-use crate::glue::list_values;
+use crate::glue::{bytes, multi_header};
 use crate::logic::choose::Status;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Look, Sniffed};
@@ -28,21 +28,20 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
     let Some(kind) = pd.learn.take() else {
         return;
     };
-    // SAFETY: `r` is valid; its response headers are complete at the header filter.
-    unsafe {
-        if (*r).headers_out.status != 200 {
+    // SAFETY: `r` is valid; its response headers are complete at the header filter. The
+    // configuration outlives the request (not borrowed from `pd`).
+    let (conf, peer) = unsafe {
+        if (*r).headers_out.status != 200 || pd.rrp.current.is_null() {
             return;
         }
-        let peer = pd.rrp.current;
-        if peer.is_null() {
-            return;
-        }
-        // The configuration outlives the request (not borrowed from `pd`).
-        let conf = pd.conf.as_ref();
-        let identity = conf.facts(pd.primary, peer).identity;
-        let headers = ptr::addr_of!((*r).headers_out.headers);
+        (pd.conf.as_ref(), pd.rrp.current)
+    };
+    // SAFETY: the primary list and the peer that answered are valid.
+    let identity = unsafe { conf.facts(pd.primary, peer) }.identity;
 
-        for value in list_values(headers, b"set-cookie") {
+    if conf.sid_cookies {
+        // SAFETY: `r` is valid and its upstream's parsed response headers with it.
+        for value in unsafe { set_cookies(r) } {
             for source in &conf.sid {
                 if let KeySource::Cookie(name, _) = source {
                     if let Some(sid) = sniff::set_cookie(value, name.as_slice()) {
@@ -52,73 +51,171 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
                 }
             }
         }
-
-        if let Some(enc) = list_values(headers, b"content-encoding").next() {
-            if !enc.is_empty() && !enc.eq_ignore_ascii_case(b"identity") {
-                ngx::ngx_log_debug!(log, "socketio_sticky: encoded handshake not learned");
-                return;
-            }
-        }
-        if (*r).header_only() != 0 {
-            return;
-        }
-        let look = ngx_palloc((*r).pool, size_of::<Look>()).cast::<Look>();
-        let Some(look) = NonNull::new(look) else {
-            return;
-        };
-        look.write(Look::new(kind));
-        pd.look = Some(Learning {
-            look,
-            peer: identity,
-        });
     }
+    // SAFETY: `r` is valid; `content_encoding` is null or the response's header.
+    let (encoded, header_only) = unsafe {
+        let enc = (*r).headers_out.content_encoding.as_ref();
+        let enc = enc.filter(|h| h.hash != 0).map(|h| bytes(&h.value));
+        (
+            enc.is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity")),
+            (*r).header_only() != 0,
+        )
+    };
+    if encoded {
+        ngx::ngx_log_debug!(log, "socketio_sticky: encoded handshake not learned");
+        return;
+    }
+    if header_only {
+        return;
+    }
+    pd.look = Some(Learning {
+        kind,
+        peer: identity,
+        look: None,
+    });
 }
 
-/// A part of the response body: copy what is still missing of the look, and learn once it is
-/// conclusive.
+/// A part of the response body: the session id is read from the first buffer in place when
+/// it holds it; otherwise what is still missing of the look is copied aside, and the id is
+/// learned once the look is conclusive.
 ///
 /// # Safety
-/// `pd` must be the context of the request whose output `chain` is.
-pub unsafe fn body(pd: &mut PeerData, chain: *mut ngx_chain_t, log: *mut ngx_log_t) {
-    let Some(Learning { mut look, peer }) = pd.look else {
+/// `pd` must be the context of the request whose output `chain` is; `r` that request.
+pub unsafe fn body(
+    r: *mut ngx_http_request_t,
+    pd: &mut PeerData,
+    chain: *mut ngx_chain_t,
+    log: *mut ngx_log_t,
+) {
+    let Some(learning) = pd.look else {
         return;
     };
-    // SAFETY: the look is in the request pool; the chain's links and buffers are valid.
-    let look = unsafe { look.as_mut() };
-    let mut ended = false;
-    let mut cl = chain;
-    // SAFETY: as above.
-    while let Some(link) = unsafe { cl.as_ref() } {
-        // SAFETY: as above.
-        if let Some(b) = unsafe { link.buf.as_ref() } {
-            if in_memory(b) {
-                // SAFETY: an in-memory buffer's `pos..last` is readable.
-                look.feed(unsafe { buf_bytes(b) });
-            } else if b.in_file() != 0 && b.file_last > b.file_pos {
-                // Bytes only on disk: not looked at.
-                ended = true;
+    // SAFETY: the chain's links and buffers are valid; a look is in the request pool.
+    unsafe {
+        let seen = match learning.look {
+            Some(mut look) => {
+                let look = look.as_mut();
+                let ended = feed(look, chain);
+                look.sniff(ended)
             }
-            if b.last_buf() != 0 || b.last_in_chain() != 0 {
-                ended = true;
+            None => match first_buffer(chain) {
+                // The first bytes are all in the first buffer: read them in place.
+                Some((data, last)) => sniff::sniff(learning.kind, data, last),
+                None => Sniffed::NeedMore,
+            },
+        };
+        let seen = match (seen, learning.look) {
+            // Split across buffers: collect the first bytes aside.
+            (Sniffed::NeedMore, None) => {
+                let look = ngx_palloc((*r).pool, size_of::<Look>()).cast::<Look>();
+                let Some(mut look) = NonNull::new(look) else {
+                    pd.look = None;
+                    return;
+                };
+                look.write(Look::new(learning.kind));
+                pd.look = Some(Learning {
+                    look: Some(look),
+                    ..learning
+                });
+                let look = look.as_mut();
+                let ended = feed(look, chain);
+                look.sniff(ended)
             }
-        }
-        cl = link.next;
-    }
-
-    match look.sniff(ended) {
-        Sniffed::NeedMore => {}
-        Sniffed::Sid(sid) => {
-            pd.look = None;
-            // SAFETY: the configuration outlives the request.
-            let conf = unsafe { pd.conf.as_ref() };
-            store(pd, conf, &sid, peer, log);
-        }
-        Sniffed::NotFound => {
-            pd.look = None;
-            ngx::ngx_log_debug!(log, "socketio_sticky: no session id in handshake body");
+            (seen, _) => seen,
+        };
+        match seen {
+            Sniffed::NeedMore => {}
+            Sniffed::Sid(sid) => {
+                pd.look = None;
+                // The configuration outlives the request (not borrowed from `pd`).
+                let conf = pd.conf.as_ref();
+                store(pd, conf, &sid, learning.peer, log);
+            }
+            Sniffed::NotFound => {
+                pd.look = None;
+                ngx::ngx_log_debug!(log, "socketio_sticky: no session id in handshake body");
+            }
         }
     }
 }
+
+/// The bytes of the chain's first buffer when it is in memory and not empty, and whether the
+/// body ends with it.
+///
+/// # Safety
+/// `chain` must be a valid chain.
+unsafe fn first_buffer<'a>(chain: *mut ngx_chain_t) -> Option<(&'a [u8], bool)> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let link = chain.as_ref()?;
+        let b = link.buf.as_ref()?;
+        if !in_memory(b) {
+            return None;
+        }
+        let data = buf_bytes(b);
+        let last = b.last_buf() != 0 || b.last_in_chain() != 0;
+        (!data.is_empty()).then_some((data, last))
+    }
+}
+
+/// Copies what the look still misses from the chain; whether the body ended (or has bytes
+/// only on disk, which are not looked at).
+///
+/// # Safety
+/// `chain` must be a valid chain.
+unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> bool {
+    let mut ended = false;
+    let mut cl = chain;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        while let Some(link) = cl.as_ref() {
+            if let Some(b) = link.buf.as_ref() {
+                if in_memory(b) {
+                    look.feed(buf_bytes(b));
+                } else if b.in_file() != 0 && b.file_last > b.file_pos {
+                    ended = true;
+                }
+                if b.last_buf() != 0 || b.last_in_chain() != 0 {
+                    ended = true;
+                }
+            }
+            cl = link.next;
+        }
+    }
+    ended
+}
+
+/// The values of the `Set-Cookie` headers of the upstream's response, in order.
+///
+/// # Safety
+/// `r` must be a valid request; its upstream's headers are not modified while iterating.
+unsafe fn set_cookies<'r>(r: *mut ngx_http_request_t) -> impl Iterator<Item = &'r [u8]> {
+    // SAFETY: guaranteed by the caller; without an upstream, an empty list.
+    unsafe {
+        let u = (*r).upstream;
+        #[cfg(nginx1_23_0)]
+        let headers = multi_header(
+            u.as_ref()
+                .map_or(ptr::null_mut(), |u| u.headers_in.set_cookie),
+        );
+        #[cfg(not(nginx1_23_0))]
+        let headers = multi_header(match u.as_ref() {
+            Some(u) => &u.headers_in.cookies,
+            None => &EMPTY,
+        });
+        headers
+    }
+}
+
+/// An empty header array (nginx before 1.23, a response without an upstream).
+#[cfg(not(nginx1_23_0))]
+static EMPTY: ngx::ffi::ngx_array_t = ngx::ffi::ngx_array_t {
+    elts: ptr::null_mut(),
+    nelts: 0,
+    size: 0,
+    nalloc: 0,
+    pool: ptr::null_mut(),
+};
 
 fn in_memory(b: &ngx_buf_t) -> bool {
     b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0

@@ -12,7 +12,7 @@ use ngx::ffi::{
 
 use crate::glue::bytes;
 use crate::logic::choose::{PeerState, Peers};
-use crate::logic::cookie::CookieKey;
+use crate::logic::cookie::{self, CookieKey};
 use crate::logic::hash::peer_identity;
 use crate::logic::least_conn::Candidate;
 use crate::logic::route::Routes;
@@ -38,6 +38,8 @@ pub struct Facts {
 struct Entry {
     at: PeerAt,
     facts: Facts,
+    /// With `cookie=`: the whole `Set-Cookie` value that names it.
+    set_cookie: Box<[u8]>,
 }
 
 /// The worker's index of one peer list (shared by the upstream's requests), rebuilt when the
@@ -64,7 +66,15 @@ pub struct PeerIndex {
 pub struct IndexSpec<'a> {
     pub placement: &'a Placement,
     pub routes: Option<&'a Routes>,
-    pub cookie: Option<&'a CookieKey>,
+    pub cookie: Option<CookieSpec<'a>>,
+}
+
+/// The route cookie as the index prepares it for each peer.
+pub struct CookieSpec<'a> {
+    pub key: &'a CookieKey,
+    pub name: &'a [u8],
+    /// What follows `NAME=ID` (`; Path=/` and the other attributes).
+    pub attributes: &'a [u8],
 }
 
 impl PeerIndex {
@@ -72,25 +82,28 @@ impl PeerIndex {
     ///
     /// # Safety
     /// `peers` must be valid and locked (or not shared).
+    #[inline]
     pub unsafe fn of<'a>(
         &'a mut self,
         peers: *mut ngx_http_upstream_rr_peers_t,
-        spec: &IndexSpec,
-    ) -> &'a PeerIndex {
+        spec: impl FnOnce() -> Option<IndexSpec<'a>>,
+    ) -> Option<&'a PeerIndex> {
         // SAFETY: guaranteed by the caller.
         let (number, config) = unsafe { ((*peers).number, peers_config(peers)) };
         if self.peers != peers as usize || self.number != number || self.config != config {
             // SAFETY: as above.
-            unsafe { self.rebuild(peers, spec) };
+            unsafe { self.rebuild(peers, &spec()?) };
             self.peers = peers as usize;
             self.number = number;
             self.config = config;
         }
-        self
+        Some(self)
     }
 
     /// # Safety
     /// As for [`PeerIndex::of`].
+    #[cold]
+    #[inline(never)]
     unsafe fn rebuild(&mut self, peers: *mut ngx_http_upstream_rr_peers_t, spec: &IndexSpec) {
         self.entries.clear();
         self.members.clear();
@@ -113,12 +126,23 @@ impl PeerIndex {
                     *slot = Some(entry);
                 }
             }
+            let cookie = spec.cookie.as_ref().map(|c| c.key.peer_id(server, name));
+            let set_cookie = match (&spec.cookie, cookie) {
+                (Some(c), Some(id)) => {
+                    let mut v = vec![0u8; c.name.len() + 1 + cookie::ID_LEN + c.attributes.len()];
+                    let n = cookie::write_set_cookie(&mut v, c.name, id, c.attributes).unwrap_or(0);
+                    v.truncate(n);
+                    v.into_boxed_slice()
+                }
+                _ => Box::default(),
+            };
             self.entries.push(Entry {
                 at: PeerAt { peer, index },
                 facts: Facts {
                     identity: peer_identity(server, name),
-                    cookie: spec.cookie.map(|k| k.peer_id(server, name)),
+                    cookie,
                 },
+                set_cookie,
             });
             peer = next;
             index += 1;
@@ -145,18 +169,37 @@ impl PeerIndex {
         self.by_target.sort_by_key(|e| e.0);
     }
 
+    #[inline]
     fn entry(&self, i: u32) -> Option<&Entry> {
         self.entries.get(i as usize)
     }
 
+    #[inline]
     fn find<K: Ord + Copy>(&self, list: &[(K, u32)], key: K) -> Option<&Entry> {
         let i = list.binary_search_by_key(&key, |e| e.0).ok()?;
         self.entry(list.get(i)?.1)
     }
 
     /// What the responses need of `peer`, if it is a peer of this list.
+    #[inline]
     pub fn facts(&self, peer: *const ngx_http_upstream_rr_peer_t) -> Option<Facts> {
+        // A few peers are found faster one by one.
+        if self.entries.len() <= 8 {
+            return self
+                .entries
+                .iter()
+                .find(|e| ptr::eq(e.at.peer, peer))
+                .map(|e| e.facts);
+        }
         self.find(&self.by_pointer, peer as usize).map(|e| e.facts)
+    }
+
+    /// The route cookie of `peer` (its id and its whole `Set-Cookie` value), if it is a peer
+    /// of this list and the upstream has `cookie=`.
+    #[inline]
+    pub fn route_cookie(&self, peer: *const ngx_http_upstream_rr_peer_t) -> Option<(u64, &[u8])> {
+        let e = self.entries.iter().find(|e| ptr::eq(e.at.peer, peer))?;
+        Some((e.facts.cookie?, &e.set_cookie))
     }
 
     /// The list as the precedence list reads it, for one request.
@@ -169,20 +212,17 @@ impl PeerIndex {
     }
 }
 
-/// What the responses need of `peer` without an index (a backup peer, or a list indexed
-/// since): computed.
+/// What learning needs of `peer` without an index (a backup peer): computed. (A backup peer
+/// has no route cookie.)
 ///
 /// # Safety
 /// `peer` must be a valid peer.
-pub unsafe fn facts_of(
-    peer: *const ngx_http_upstream_rr_peer_t,
-    cookie: Option<&CookieKey>,
-) -> Facts {
+pub unsafe fn facts_of(peer: *const ngx_http_upstream_rr_peer_t) -> Facts {
     // SAFETY: guaranteed by the caller.
     let (server, name) = unsafe { (bytes(&(*peer).server), bytes(&(*peer).name)) };
     Facts {
         identity: peer_identity(server, name),
-        cookie: cookie.map(|k| k.peer_id(server, name)),
+        cookie: None,
     }
 }
 

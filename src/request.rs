@@ -6,7 +6,7 @@
 use ngx::ffi::{ngx_http_get_indexed_variable, ngx_http_request_t, ngx_pnalloc};
 
 use crate::conf::{KeySource, SrvConf};
-use crate::glue::{bytes, list_values};
+use crate::glue::{bytes, list_values, multi_header};
 use crate::logic::cookie;
 use crate::logic::extract::{self, CookieScan, QueryScan};
 use crate::logic::handshake::{handshake_shape, Kind};
@@ -154,13 +154,17 @@ impl<'r> Parts<'r, '_> {
         let r = self.r;
         let Some(i) = slot else {
             // SAFETY: `r` is valid (see `read`).
-            return unsafe { header_values(r, b"cookie") }.find_map(|h| extract::cookie(h, name));
+            return unsafe { cookie_headers(r) }.find_map(|h| extract::cookie(h, name));
         };
+        // SAFETY: `r` is valid (see `read`).
+        if self.cookies.is_none() && unsafe { cookie_headers(r) }.next().is_none() {
+            return None;
+        }
         let names = self.cookie_names;
         let scan = self.cookies.get_or_insert_with(|| {
             let mut scan = CookieScan::default();
             // SAFETY: as above.
-            for h in unsafe { header_values(r, b"cookie") } {
+            for h in unsafe { cookie_headers(r) } {
                 scan.feed(h, names);
                 if scan.complete(names.len()) {
                     break;
@@ -169,6 +173,22 @@ impl<'r> Parts<'r, '_> {
             scan
         });
         scan.values.get(i).copied().flatten()
+    }
+}
+
+/// The values of the request's `Cookie` headers, in order (nginx keeps them apart from the
+/// other headers).
+///
+/// # Safety
+/// `r` must be a valid request whose headers are not modified while iterating.
+unsafe fn cookie_headers<'r>(r: *mut ngx_http_request_t) -> impl Iterator<Item = &'r [u8]> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        #[cfg(nginx1_23_0)]
+        let headers = multi_header((*r).headers_in.cookie);
+        #[cfg(not(nginx1_23_0))]
+        let headers = multi_header(&(*r).headers_in.cookies);
+        headers
     }
 }
 

@@ -9,7 +9,6 @@ use ngx::ffi::{
     ngx_http_request_t, ngx_list_push, ngx_log_t, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
 };
 
-use crate::logic::cookie;
 use crate::peer_data::PeerData;
 
 static SET_COOKIE: &[u8] = b"Set-Cookie";
@@ -23,9 +22,6 @@ pub unsafe fn issue(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut ngx
         return;
     }
     let conf = pd.conf();
-    let Some(c) = conf.cookie.as_ref() else {
-        return;
-    };
     // SAFETY: `r` is valid; the header is built in the request pool and pushed onto the
     // response's header list.
     unsafe {
@@ -39,21 +35,19 @@ pub unsafe fn issue(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut ngx
         if !ptr::eq(pd.rrp.peers, pd.primary) {
             return;
         }
-        let Some(id) = conf.facts(pd.primary, peer).cookie else {
+        let Some((id, value)) = conf.route_cookie(pd.primary, peer) else {
             return;
         };
         if pd.claims.cookie == Some(id) {
             return;
         }
-        let len = c.header_len();
-        let p = ngx_pnalloc((*r).pool, len).cast::<u8>();
+        // A copy in the request's pool: the header outlives the index (a log line may read it).
+        let p = ngx_pnalloc((*r).pool, value.len()).cast::<u8>();
         if p.is_null() {
             return;
         }
-        let buf = core::slice::from_raw_parts_mut(p, len);
-        let Some(n) = cookie::write_set_cookie(buf, &c.name, id, &c.attributes) else {
-            return;
-        };
+        ptr::copy_nonoverlapping(value.as_ptr(), p, value.len());
+        let n = value.len();
         let h =
             ngx_list_push(ptr::addr_of_mut!((*r).headers_out.headers)).cast::<ngx_table_elt_t>();
         if h.is_null() {

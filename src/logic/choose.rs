@@ -177,6 +177,7 @@ impl Progress {
     }
 
     /// The precedence list over the peers, after [`Progress::begin`] said [`Before::Look`].
+    #[inline]
     pub fn choose<V: Peers>(
         &mut self,
         peers: &V,

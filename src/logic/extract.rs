@@ -420,19 +420,24 @@ impl<'a> CookieScan<'a> {
     /// Looks at one `Cookie` header (headers are fed in order); `names` are the wanted names
     /// (at most [`MAX_COOKIES`]; the slot of a name is its position).
     pub fn feed<N: AsRef<[u8]>>(&mut self, header: &'a [u8], names: &[N]) {
-        for pair in header.split(|&c| c == b';') {
+        let mut rest = header;
+        while !rest.is_empty() {
+            let (pair, next) = match find_byte(rest, b';') {
+                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                None => (rest, None),
+            };
+            rest = next.unwrap_or_default();
             let Some((k, v)) = split_once(pair, b'=') else {
                 continue;
             };
-            let v = unquote(trim(v));
-            if v.is_empty() {
-                continue;
-            }
             let k = trim(k);
             for (slot, name) in self.values.iter_mut().zip(names) {
                 let name = name.as_ref();
                 if slot.is_none() && !name.is_empty() && k.eq_ignore_ascii_case(name) {
-                    *slot = Some(v);
+                    let v = unquote(trim(v));
+                    if !v.is_empty() {
+                        *slot = Some(v);
+                    }
                 }
             }
         }
@@ -454,6 +459,8 @@ pub fn header_value(value: &[u8]) -> Option<&[u8]> {
 /// segment after the first `1` segment that is followed by a transport name and a non-empty
 /// segment. `/socket.io/1/` (the handshake) has no sid.
 pub fn socketio09_sid(uri: &[u8]) -> Option<&[u8]> {
+    // Most paths have no `1` at all.
+    find_byte(uri, b'1')?;
     let mut segs = uri.split(|&c| c == b'/');
     // Never match the empty segment before the leading slash as a resource.
     while let Some(seg) = segs.next() {

@@ -4,10 +4,12 @@
 //! a cookie set by a `Set-Cookie` response header.
 //!
 //! All functions take untrusted bytes and never panic. [`sniff`] reads at most [`LOOK_MAX`]
-//! body bytes, does work linear in them, keeps its scratch space on the stack and allocates
-//! only the sid it returns.
+//! body bytes, does work linear in them and keeps its scratch space on the stack. A sid as
+//! servers send it (no escapes) is returned in place; only an escaped one is copied.
 
-use super::bytes::{trim, unquote};
+use std::borrow::Cow;
+
+use super::bytes::{find_byte, trim, unquote};
 use super::extract::MAX_KEY_LEN;
 use super::handshake::Kind;
 
@@ -16,9 +18,10 @@ pub const LOOK_MAX: usize = 512;
 
 /// What [`sniff`] learned from the bytes so far.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Sniffed {
-    /// The session id, validated (see [`sniff`]).
-    Sid(Vec<u8>),
+pub enum Sniffed<'a> {
+    /// The session id, validated (see [`sniff`]): in place in the bytes looked at, or
+    /// unescaped.
+    Sid(Cow<'a, [u8]>),
     /// A valid prefix of a recognised form that has not shown the whole sid yet.
     NeedMore,
     /// Not a recognised form, a form without a valid sid, or cut where no more bytes come.
@@ -46,7 +49,7 @@ pub enum Sniffed {
 ///
 /// A sid is 1 to [`MAX_KEY_LEN`] bytes (after unescaping), each in `0x21..=0x7e` except `"`
 /// and `\`; any other sid gives `NotFound`.
-pub fn sniff(kind: Kind, look: &[u8], complete: bool) -> Sniffed {
+pub fn sniff(kind: Kind, look: &[u8], complete: bool) -> Sniffed<'_> {
     let look = look.get(..LOOK_MAX).unwrap_or(look);
     let found = match kind {
         Kind::EngineIo => engine_io(look),
@@ -86,7 +89,7 @@ impl Look {
     }
 
     /// [`sniff`] over the bytes kept so far; `ended` says that no more bytes come.
-    pub fn sniff(&self, ended: bool) -> Sniffed {
+    pub fn sniff(&self, ended: bool) -> Sniffed<'_> {
         let seen = self.buf.get(..self.len).unwrap_or(&[]);
         sniff(self.kind, seen, ended || self.len >= LOOK_MAX)
     }
@@ -180,6 +183,113 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// Whether a byte may be part of a sid: `0x21..=0x7e` but `"` and `\\`.
+#[inline]
+fn sid_byte(c: u8) -> bool {
+    (0x21..=0x7e).contains(&c) && c != b'"' && c != b'\\'
+}
+
+/// The open packet's object as servers write it, read in place: `{"sid":"<sid>"` first and
+/// no escape in the sid. `None` when the bytes are not of that form (or are cut before the
+/// sid's end): the general reading then gives the same answer as this one would.
+#[inline]
+fn plain_open_sid(b: &[u8]) -> Option<Res<Cow<'_, [u8]>>> {
+    let rest = b.strip_prefix(br#"{"sid":""#)?;
+    let end = find_byte(rest, b'"')?;
+    let sid = rest.get(..end)?;
+    if !sid.is_empty() && sid.len() <= MAX_KEY_LEN && all_sid_bytes(sid) {
+        return Some(Ok(Cow::Borrowed(sid)));
+    }
+    if sid.contains(&b'\\') {
+        return None;
+    }
+    Some(Err(Fail::Bad))
+}
+
+/// Whether every byte of `s` may be part of a sid ([`sid_byte`]), sixteen bytes per step.
+#[inline]
+fn all_sid_bytes(s: &[u8]) -> bool {
+    let mut blocks = s.chunks_exact(16);
+    for b in &mut blocks {
+        let Ok(b) = <&[u8; 16]>::try_from(b) else {
+            return false;
+        };
+        if !block_of_sid_bytes(b) {
+            return false;
+        }
+    }
+    let rest = blocks.remainder();
+    if rest.is_empty() {
+        return true;
+    }
+    // The last sixteen bytes when there are that many (some seen already), else the rest
+    // padded with a byte that is allowed.
+    match s.len().checked_sub(16).and_then(|at| s.get(at..)) {
+        Some(last) => <&[u8; 16]>::try_from(last).is_ok_and(block_of_sid_bytes),
+        None => {
+            let mut b = [b'a'; 16];
+            for (d, c) in b.iter_mut().zip(rest) {
+                *d = *c;
+            }
+            block_of_sid_bytes(&b)
+        }
+    }
+}
+
+#[inline(always)]
+fn block_of_sid_bytes(b: &[u8; 16]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it.
+        unsafe { block_of_sid_bytes_sse2(b) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        block_of_sid_bytes_swar(b)
+    }
+}
+
+/// [`block_of_sid_bytes`] with SSE2: bytes as signed, `0x20 < c < 0x7f` (so below 0x80),
+/// neither `"` nor `\\`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn block_of_sid_bytes_sse2(b: &[u8; 16]) -> bool {
+    use core::arch::x86_64::{
+        _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+    };
+    let v = u128::from_le_bytes(*b);
+    let v = _mm_set_epi64x((v >> 64) as u64 as i64, v as u64 as i64);
+    let range = _mm_and_si128(
+        _mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)),
+        _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)),
+    );
+    let quote = _mm_or_si128(
+        _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+        _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+    );
+    _mm_movemask_epi8(_mm_andnot_si128(quote, range)) == 0xffff
+}
+
+/// [`block_of_sid_bytes`] on two words: a byte is flagged (its high bit) when it is 0x80 or
+/// more, below 0x21, 0x7f, `"` or `\\`.
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+fn block_of_sid_bytes_swar(b: &[u8; 16]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |w: u64| w.wrapping_sub(LO) & !w;
+    let v = u128::from_le_bytes(*b);
+    [v as u64, (v >> 64) as u64].into_iter().all(|w| {
+        let flags = w
+            | (w.wrapping_sub(LO * 0x21) & !w)
+            | zero(w ^ (LO * 0x7f))
+            | zero(w ^ (LO * u64::from(b'"')))
+            | zero(w ^ (LO * u64::from(b'\\')));
+        flags & HI == 0
+    })
+}
+
 /// A sid being collected, validated byte by byte.
 struct SidBuf {
     buf: [u8; MAX_KEY_LEN],
@@ -195,7 +305,7 @@ impl SidBuf {
     }
 
     fn push(&mut self, c: u8) -> Res<()> {
-        if !(0x21..=0x7e).contains(&c) || c == b'"' || c == b'\\' {
+        if !sid_byte(c) {
             return Err(Fail::Bad);
         }
         *self.buf.get_mut(self.len).ok_or(Fail::Bad)? = c;
@@ -203,16 +313,16 @@ impl SidBuf {
         Ok(())
     }
 
-    fn finish(&self) -> Res<Vec<u8>> {
+    fn finish(&self) -> Res<Cow<'static, [u8]>> {
         match self.buf.get(..self.len) {
-            Some(sid) if !sid.is_empty() => Ok(sid.to_vec()),
+            Some(sid) if !sid.is_empty() => Ok(Cow::Owned(sid.to_vec())),
             _ => Err(Fail::Bad),
         }
     }
 }
 
 /// Engine.IO bodies: a payload, or a payload in a JSONP call.
-fn engine_io(b: &[u8]) -> Res<Vec<u8>> {
+fn engine_io(b: &[u8]) -> Res<Cow<'_, [u8]>> {
     if b.first() != Some(&b'_') {
         return eio_payload(b);
     }
@@ -226,7 +336,7 @@ fn engine_io(b: &[u8]) -> Res<Vec<u8>> {
 
 /// An Engine.IO 4 payload or an Engine.IO 3 payload (text or binary framing) whose first
 /// packet is the open packet.
-fn eio_payload(b: &[u8]) -> Res<Vec<u8>> {
+fn eio_payload(b: &[u8]) -> Res<Cow<'_, [u8]>> {
     let mut c = Cur::new(b);
     match c.peek()? {
         // Binary framing; 0x01 (a binary packet) is never the open packet.
@@ -284,7 +394,15 @@ fn length(c: &mut Cur, digit: fn(u8) -> Option<u32>, end: u8) -> Res<()> {
 }
 
 /// The open packet's JSON object, after the `0`: the string value of its top-level `"sid"`.
-fn open_sid(c: &mut Cur) -> Res<Vec<u8>> {
+fn open_sid<'a>(c: &mut Cur<'a>) -> Res<Cow<'a, [u8]>> {
+    match plain_open_sid(c.b.get(c.i..).unwrap_or_default()) {
+        Some(found) => found,
+        None => open_sid_json(c),
+    }
+}
+
+/// [`open_sid`] by parsing the object as JSON.
+fn open_sid_json<'a>(c: &mut Cur<'a>) -> Res<Cow<'a, [u8]>> {
     const SID: &[u8] = b"sid";
     c.ws();
     c.eat(b'{')?;
@@ -461,7 +579,7 @@ fn skip_number(c: &mut Cur) -> Res<()> {
 /// of it (at most [`LOOK_MAX`] bytes, as it is never longer than its escaped form) and reads
 /// `inner` from that. A cut of the unescaped text counts as one only while the literal is
 /// cut too; a sid seen before a bad escape stays found, as it would be in a shorter prefix.
-fn jsonp(c: &mut Cur, inner: fn(&[u8]) -> Res<Vec<u8>>) -> Res<Vec<u8>> {
+fn jsonp<'a>(c: &mut Cur, inner: fn(&[u8]) -> Res<Cow<'_, [u8]>>) -> Res<Cow<'a, [u8]>> {
     let mut buf = [0u8; LOOK_MAX];
     let mut n = 0usize;
     let unescaped = json_str(c, &mut |b| {
@@ -471,13 +589,13 @@ fn jsonp(c: &mut Cur, inner: fn(&[u8]) -> Res<Vec<u8>>) -> Res<Vec<u8>> {
     });
     match inner(buf.get(..n).unwrap_or(&[])) {
         Err(Fail::Cut) if unescaped != Err(Fail::Cut) => Err(Fail::Bad),
-        found => found,
+        found => found.map(|sid| Cow::Owned(sid.into_owned())),
     }
 }
 
 /// Socket.IO 0.9 bodies. A sid may start like `io.j[`, but cannot contain the `"` that the
 /// JSONP form has before any `:`, so at most one of the two readings finds a sid.
-fn legacy09(b: &[u8]) -> Res<Vec<u8>> {
+fn legacy09(b: &[u8]) -> Res<Cow<'_, [u8]>> {
     let plain = legacy09_line(b);
     if plain.is_ok() {
         return plain;
@@ -498,24 +616,87 @@ fn legacy09(b: &[u8]) -> Res<Vec<u8>> {
 }
 
 /// `SID:HEARTBEAT:CLOSE:TRANSPORTS`, read up to the second `:`.
-fn legacy09_line(b: &[u8]) -> Res<Vec<u8>> {
+fn legacy09_line(b: &[u8]) -> Res<Cow<'_, [u8]>> {
     let mut c = Cur::new(b);
-    let mut sid = SidBuf::new();
     loop {
         match c.next()? {
             b':' => break,
-            x => sid.push(x)?,
+            x if sid_byte(x) && c.i <= MAX_KEY_LEN => {}
+            _ => return Err(Fail::Bad),
         }
     }
-    let sid = sid.finish()?;
+    let sid = b
+        .get(..c.i - 1)
+        .filter(|s| !s.is_empty())
+        .ok_or(Fail::Bad)?;
     c.digits()?;
     c.eat(b':')?;
-    Ok(sid)
+    Ok(Cow::Borrowed(sid))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sid_byte_blocks_agree() {
+        for c in 0..=255u8 {
+            for at in 0..16 {
+                let mut b = [b'Z'; 16];
+                b[at] = c;
+                assert_eq!(block_of_sid_bytes_swar(&b), sid_byte(c), "{c:#x} at {at}");
+                assert_eq!(block_of_sid_bytes(&b), sid_byte(c), "{c:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn all_sid_bytes_agrees_with_sid_byte() {
+        for len in 0..40usize {
+            for c in 0..=255u8 {
+                for at in 0..len {
+                    let mut s = vec![b'k'; len];
+                    s[at] = c;
+                    assert_eq!(all_sid_bytes(&s), sid_byte(c), "{c:#x} at {at} of {len}");
+                }
+            }
+            assert!(all_sid_bytes(&vec![b'~'; len]));
+        }
+        let every: Vec<u8> = (0..=255u8).filter(|&c| sid_byte(c)).collect();
+        assert!(all_sid_bytes(&every));
+    }
+
+    #[test]
+    fn plain_open_packets_read_in_place_agree_with_json() {
+        let mut rng = XorShift(0x0123_4567_89ab_cdef);
+        const ALPHABET: &[u8] = b"ab09_-\"\\u{} :,\x00\x7f\xff";
+        let mut seen = 0;
+        for _ in 0..20_000 {
+            let len = rng.below(12);
+            let mut body = br#"{"sid":""#.to_vec();
+            body.extend((0..len).map(|_| ALPHABET[rng.below(ALPHABET.len())]));
+            if rng.below(3) > 0 {
+                body.extend_from_slice(br#"","upgrades":[]}"#);
+            }
+            if let Some(fast) = plain_open_sid(&body) {
+                seen += 1;
+                assert_eq!(fast, open_sid_json(&mut Cur::new(&body)), "{body:?}");
+            }
+        }
+        assert!(seen > 5_000);
+        // Escapes take the JSON path.
+        assert_eq!(plain_open_sid(br#"{"sid":"a\u0062"}"#), None);
+        assert_eq!(
+            eio(br#"0{"sid":"a\u0062c"}"#),
+            Sniffed::Sid(Cow::Borrowed(&b"abc"[..]))
+        );
+        // In place: the sid is the bytes of the body.
+        let body = br#"0{"sid":"xyz","upgrades":[]}"#;
+        match sniff(Kind::EngineIo, body, true) {
+            Sniffed::Sid(Cow::Borrowed(s)) => assert_eq!(s.as_ptr(), body[9..].as_ptr()),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn look_collects_across_buffers() {
@@ -524,9 +705,9 @@ mod tests {
             let mut look = Look::new(Kind::EngineIo);
             look.feed(&body[..cut]);
             let early = look.sniff(false);
+            assert!(early == Sniffed::NeedMore || early == found(DEFAULT_SID));
             look.feed(&body[cut..]);
             assert_eq!(look.sniff(true), found(DEFAULT_SID), "cut at {cut}");
-            assert!(early == Sniffed::NeedMore || early == found(DEFAULT_SID));
         }
         // Bytes past LOOK_MAX are not kept, and a full look is conclusive.
         let mut look = Look::new(Kind::EngineIo);
@@ -554,15 +735,15 @@ mod tests {
 
     const DEFAULT_SID: &[u8] = b"lv_VI97HAXpY6yYWAAAC";
 
-    fn found(s: &[u8]) -> Sniffed {
-        Sniffed::Sid(s.to_vec())
+    fn found(s: &[u8]) -> Sniffed<'static> {
+        Sniffed::Sid(Cow::Owned(s.to_vec()))
     }
 
-    fn eio(body: &[u8]) -> Sniffed {
+    fn eio(body: &[u8]) -> Sniffed<'_> {
         sniff(Kind::EngineIo, body, true)
     }
 
-    fn l09(body: &[u8]) -> Sniffed {
+    fn l09(body: &[u8]) -> Sniffed<'_> {
         sniff(Kind::Legacy09, body, true)
     }
 
