@@ -5,7 +5,7 @@
 //! reordered.
 
 use core::mem::size_of;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use ngx::ffi::{
     ngx_buf_t, ngx_cached_time, ngx_chain_t, ngx_http_request_t, ngx_log_t, ngx_palloc,
@@ -190,32 +190,19 @@ unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> bool {
 /// # Safety
 /// `r` must be a valid request; its upstream's headers are not modified while iterating.
 unsafe fn set_cookies<'r>(r: *mut ngx_http_request_t) -> impl Iterator<Item = &'r [u8]> {
-    // SAFETY: guaranteed by the caller; without an upstream, an empty list.
-    unsafe {
-        let u = (*r).upstream;
-        #[cfg(nginx1_23_0)]
-        let headers = multi_header(
-            u.as_ref()
-                .map_or(ptr::null_mut(), |u| u.headers_in.set_cookie),
-        );
-        #[cfg(not(nginx1_23_0))]
-        let headers = multi_header(match u.as_ref() {
-            Some(u) => &u.headers_in.cookies,
-            None => &EMPTY,
-        });
-        headers
-    }
+    // SAFETY: guaranteed by the caller; without an upstream, none.
+    let u = unsafe { (*r).upstream.as_ref() };
+    u.into_iter().flat_map(|u| {
+        // SAFETY: the upstream's parsed headers (a list, or an array before nginx 1.23).
+        unsafe {
+            #[cfg(nginx1_23_0)]
+            let headers = multi_header(u.headers_in.set_cookie);
+            #[cfg(not(nginx1_23_0))]
+            let headers = multi_header(&u.headers_in.cookies);
+            headers
+        }
+    })
 }
-
-/// An empty header array (nginx before 1.23, a response without an upstream).
-#[cfg(not(nginx1_23_0))]
-static EMPTY: ngx::ffi::ngx_array_t = ngx::ffi::ngx_array_t {
-    elts: ptr::null_mut(),
-    nelts: 0,
-    size: 0,
-    nalloc: 0,
-    pool: ptr::null_mut(),
-};
 
 fn in_memory(b: &ngx_buf_t) -> bool {
     b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0
