@@ -4,9 +4,10 @@
 Modes:
   (default)        callgrind: nginx instructions (Ir) per proxied request for round robin,
                    ip_hash, hash $arg_sid consistent and socketio_sticky (learned-sid hit,
-                   unknown sid, device_id, route label, route cookie, no key, handshake, a
-                   browser's request), with 1,000, 100,000 and 1,000,000 learned sessions in
-                   the zone and over 2, 16 and 256 servers; then the density of a 1 MiB zone.
+                   unknown sid, device_id, route label, route cookie, no key, handshake,
+                   handshake with a device id, a browser's request), with 1,000, 100,000 and
+                   1,000,000 learned sessions in the zone and over 2, 16 and 256 servers; then
+                   the density of a 1 MiB zone.
   --density-only   only the density of a 1 MiB zone (no valgrind).
   --quick          no valgrind, small counts: checks that every row behaves (learned hits come
                    back `learned` from the backend that minted the sid, the fill learns, the
@@ -420,8 +421,14 @@ def other_upstreams(scale):
     ups = {
         "iphash": ("ip_hash;", None),
         "chash": ("hash $arg_sid consistent;", None),
-        "sroute": ("socketio_sticky zone=sroute:1m timeout=1d route=^([0-9]+)- cookie=r "
-                   "cookie_key=bench;", None),
+        # One key each, so that a row pays for its own key only (a route-label request
+        # carries no cookie: with cookie= its response would get a Set-Cookie too, which is
+        # what `sboth` measures).
+        "sroute": ("socketio_sticky zone=sroute:1m timeout=1d route=^([0-9]+)-;", None),
+        "scookie": ("socketio_sticky zone=scookie:1m timeout=1d cookie=r cookie_key=bench;",
+                    None),
+        "sboth": ("socketio_sticky zone=sboth:1m timeout=1d route=^([0-9]+)- cookie=r "
+                  "cookie_key=bench;", None),
     }
     for n in scale:
         ups["s%d" % n] = ("socketio_sticky zone=s%d:8m timeout=1d;" % n, n)
@@ -768,26 +775,20 @@ class Bench:
         path = self.dumps.get(label)
         if not path:
             return None
-        line_re = re.compile(r"^\s*([\d,]+)\s+\([^)]*\)\s+(\S*?):(.*) \[(.*)\]$")
         nginx_fns = re.compile(r"^ngx_http_upstream_(init|get|free)_(round_robin|keepalive)_peer$"
                                r"|^ngx_http_upstream_(init|get)_(ip_hash|chash)_peer$"
                                r"|^ngx_shmtx_(lock|unlock)$")
         result = {}
         module_self = 0
         for inclusive in ("yes", "no"):
-            r = subprocess.run(["callgrind_annotate", "--inclusive=" + inclusive, "--auto=no",
-                                "--threshold=100", path],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300,
-                               check=False)
-            for line in r.stdout.decode(errors="replace").splitlines():
-                m = line_re.match(line)
-                if not m:
-                    continue
-                ir, fn, obj = int(m.group(1).replace(",", "")), m.group(3), m.group(4)
-                in_module = os.path.basename(obj) == os.path.basename(MODULE_SO)
+            for ir, fn, obj in annotated(path, inclusive):
+                in_module = (os.path.basename(obj) == os.path.basename(MODULE_SO)
+                             or fn.startswith(MODULE_CRATE + "::"))
                 if not (in_module or nginx_fns.search(fn)):
                     continue
-                fn = fn.replace("ngx_http_upstream_socketio_sticky_module::", "")
+                fn = fn.replace(MODULE_CRATE + "::", "")
+                # Summed, not set: a function is listed once per source file its code came
+                # from (see annotated()), and its costs are the sum of those listings.
                 incl, own = result.get(fn, (0.0, 0.0))
                 if inclusive == "yes":
                     incl += ir / n
@@ -886,6 +887,7 @@ def run_measured(b, args):
                 c.get(p)
 
     b.verify_statuses()          # teaches a few sessions; counted in b.learned
+    dev_hs, dev_backends = device_handshakes(b, DEVICE_HANDSHAKES)
 
     def hit_rows(size, pairs):
         sids = [s for s, _ in pairs]
@@ -926,12 +928,22 @@ def run_measured(b, args):
                                         expect_sid=True))
         add(("d", size), b.measure("sticky-handshake-%d" % size, "sticky", [handshake()], n,
                                    expect_sid=True))
+        # Each handshake, the warm-up's too, teaches its sid.
         b.learned += n + args.warmup
+        taught = [("handshakes", b.minted)]
+        if i == 0:
+            add(("n0", size), b.measure("rr-device-handshake", "rr", dev_hs, n,
+                                        expect_sid=True))
+            add(("n", size), b.measure("sticky-device-handshake", "sticky", dev_hs, n,
+                                       expect_backend=dev_backends, expect_sid=True))
+            b.learned += n + args.warmup
+            taught.append(("handshakes with a device id", b.minted))
         b.timeline.append(("measure at %d" % size, time.time() - t0))
         b.instrument(False)
         if i == 0:
-            b.verify_learned(random.sample(b.minted, min(500, len(b.minted))),
-                             "sessions taught by the measured handshakes")
+            for what, minted in taught:
+                b.verify_learned(random.sample(minted, min(500, len(minted))),
+                                 "sessions taught by the measured %s" % what)
             balancer_rows(b, args, first_hits, size, add)
     return rows, measured
 
@@ -964,6 +976,29 @@ def learn(b, name, count):
     return pairs
 
 
+def expect(b, name, paths, status, what, count=200):
+    """Checks that the first `count` paths are answered 200 with status `status` through
+    /v/<name>/; returns their (status, X-Status, backend, Set-Cookie)."""
+    got = statuses(b, name, paths[:count])
+    bad = [g for g in got if g[0] != 200 or g[1] != status]
+    b.checks.check(got and not bad, "%s: %d requests `%s` (bad: %s)"
+                   % (what, len(got), status, bad[:2]))
+    return got
+
+
+# Device ids of the handshakes of rows (n0), (n): many, as many devices would send them.
+DEVICE_HANDSHAKES = 1000
+
+
+def device_handshakes(b, count):
+    """Handshake paths with `&device_id=K` for K < count, and each device's backend as a request
+    that is not a handshake (so teaches nothing) finds it through /v/sticky/."""
+    got = expect(b, "sticky", ["/socket.io/health?device_id=%d" % k for k in range(count)],
+                 "device_id", "device_id of the handshakes (n)", count)
+    return (["/socket.io/?%s&device_id=%d" % (HANDSHAKE_QS, k) for k in range(count)],
+            [g[2] for g in got])
+
+
 def balancer_rows(b, args, hits, size, add):
     """nginx's own balancers and the module's other keys, each against round robin on the same
     paths; then the module over 2..256 servers. Each key is first checked to take its path
@@ -973,23 +1008,23 @@ def balancer_rows(b, args, hits, size, add):
     # (not handshakes: a handshake's response would be learned, which is another row's cost)
     dev_paths = ["/socket.io/health?device_id=%d" % i for i in range(len(hits))]
     route_paths = [polling(None, "2-%030x" % random.getrandbits(120)) for _ in hits]
-    first = statuses(b, "sroute", ["/socket.io/?" + HANDSHAKE_QS])[0]
+    route_backends = [str(b.backend_ports[1])] * len(route_paths)
+    first = statuses(b, "scookie", ["/socket.io/?" + HANDSHAKE_QS])[0]
     cookie = (first[3] or "").split(";")[0]
     cookie_paths = [("/socket.io/health", "Cookie: " + cookie)]
 
-    def expect(name, paths, status, what):
-        got = statuses(b, name, paths[:200])
-        bad = [g for g in got if g[0] != 200 or g[1] != status]
-        b.checks.check(got and not bad, "%s: %d requests `%s` (bad: %s)"
-                       % (what, len(got), status, bad[:2]))
-        return [g[2] for g in got]
-
-    expect("sticky", dev_paths, "device_id", "device_id hit")
-    routed = expect("sroute", route_paths, "route", "route hit")
-    b.checks.check(len(set(routed)) == 1 and routed[0] == str(b.backend_ports[1]),
-                   "route label 2 goes to the second server (%s)" % sorted(set(routed)))
+    expect(b, "sticky", dev_paths, "device_id", "device_id hit")
+    for name, issues in (("sroute", False), ("sboth", True)):
+        got = expect(b, name, route_paths, "route", "%s: route hit" % name)
+        routed = {str(g[2]) for g in got}
+        b.checks.check(routed == {route_backends[0]}, "%s: route label 2 goes to the second "
+                       "server (%s)" % (name, sorted(routed)))
+        # Only with cookie= does a route-label response (no cookie in the request) set one.
+        cookies = [g[3] for g in got if (g[3] or "").startswith("r=")]
+        b.checks.check(len(cookies) == (len(got) if issues else 0), "%s: %d of %d route-label "
+                       "responses issue the route cookie" % (name, len(cookies), len(got)))
     b.checks.check(cookie.startswith("r="), "route cookie issued (%r)" % cookie)
-    expect("sroute", cookie_paths, "cookie", "cookie hit")
+    expect(b, "scookie", cookie_paths, "cookie", "cookie hit")
 
     b.instrument(True)
     t0 = time.time()
@@ -998,9 +1033,13 @@ def balancer_rows(b, args, hits, size, add):
     add(("h0", size), b.measure("rr-device", "rr", dev_paths, n))
     add(("h", size), b.measure("sticky-device", "sticky", dev_paths, n))
     add(("i0", size), b.measure("rr-route", "rr", route_paths, n))
-    add(("i", size), b.measure("sroute-route", "sroute", route_paths, n))
+    add(("i", size), b.measure("sroute-route", "sroute", route_paths, n,
+                               expect_backend=route_backends))
+    add(("i2", size), b.measure("sboth-route", "sboth", route_paths, n,
+                                expect_backend=route_backends))
     add(("j0", size), b.measure("rr-cookie", "rr", cookie_paths, n))
-    add(("j", size), b.measure("sroute-cookie", "sroute", cookie_paths, n))
+    add(("j", size), b.measure("scookie-cookie", "scookie", cookie_paths, n,
+                               expect_backend=[first[2]]))
     b.instrument(False)
     # Scaling with the number of servers: learned-sid and device_id hits.
     for count in args.scale:
@@ -1010,7 +1049,7 @@ def balancer_rows(b, args, hits, size, add):
         bad = [(p, g) for p, g in zip(pairs, back) if g[1] != "learned" or g[2] != p[1]]
         b.checks.check(pairs and not bad, "%s: %d learned sessions come back `learned` from "
                        "their backend (bad: %s)" % (name, len(back), bad[:2]))
-        expect(name, dev_paths, "device_id", "%s: device_id hit" % name)
+        expect(b, name, dev_paths, "device_id", "%s: device_id hit" % name)
         b.instrument(True)
         add(("k", count), b.measure("%s-sid" % name, name,
                                     [polling(None, s) for s, _ in pairs], n,
@@ -1027,6 +1066,31 @@ BALANCER_FNS = {
     "chash": ("ngx_http_upstream_init_chash_peer", "ngx_http_upstream_get_chash_peer"),
     "sticky": ("balancer::init_peer", "balancer::get_peer"),
 }
+
+
+# The module's Rust crate (Cargo.toml's [lib] name), the prefix of its functions' names.
+MODULE_CRATE = "ngx_http_upstream_socketio_sticky_module"
+# One function of callgrind_annotate's list: `Ir (pct)  file:function [object]`. A function is
+# listed once per source file of its code (`fl=`, and `fi=`/`fe=` for code inlined from another
+# file: nginx's headers, Rust built with line tables), and only the listing of its own file
+# (`fl=`) names the object.
+ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\([^)]*\)\s+(\S*?):(.*?)(?: \[([^\[\]]*)\])?$")
+
+
+def annotated(path, inclusive):
+    """(Ir, function, object) of every listing of callgrind_annotate --inclusive=yes|no; a
+    listing without its object takes the one of the same function's listing that has it."""
+    r = subprocess.run(["callgrind_annotate", "--inclusive=" + inclusive, "--auto=no",
+                        "--threshold=100", path],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=300,
+                       check=False)
+    rows = []
+    for line in r.stdout.decode(errors="replace").splitlines():
+        m = ANNOTATE_LINE.match(line)
+        if m:
+            rows.append((int(m.group(1).replace(",", "")), m.group(3), m.group(4)))
+    objects = {fn: obj for _ir, fn, obj in rows if obj}
+    return [(ir, fn, obj or objects.get(fn, "")) for ir, fn, obj in rows]
 
 
 def balancer_ir(prof_entry, kind):
@@ -1053,6 +1117,12 @@ def spread(v):
 # balancer Ir grows at most 1.2x from the smallest to the largest table or server count.
 TOTAL_TARGET = 1.02
 SCALE_TARGET = 1.2
+# Total Ir against round robin on the same requests: a hit of any key as a learned-sid hit; a
+# handshake also learns its sid (the response filter reads the body); a request without a key
+# only asks for one.
+KEY_TARGET = TOTAL_TARGET
+HANDSHAKE_TARGET = 1.05
+NOKEY_TARGET = 1.01
 # Sessions that a 1 MiB zone holds, at least.
 DENSITY_TARGET = 16000
 
@@ -1098,6 +1168,11 @@ def report(args, b, rows, sizes, dens, prof, table_labels, elapsed):
     for size in sizes:
         line("(d) socketio_sticky, handshake (learns)", "`/socket.io/?EIO=4&transport=polling`",
              size, ("d", size), ("d0", small))
+    line("(n0) round robin, handshake with a device id",
+         "`…?EIO=4&transport=polling&device_id=K` (%s devices)"
+         % "{:,}".format(DEVICE_HANDSHAKES), small, ("n0", small), None)
+    line("(n) socketio_sticky, handshake with a device id (learns)", "same", small,
+         ("n", small), ("n0", small))
     out.append("")
     pr = dict(prof or [])
     prof = [(lbl, r) for lbl, r in prof or [] if lbl in table_labels]
@@ -1115,15 +1190,40 @@ def report(args, b, rows, sizes, dens, prof, table_labels, elapsed):
         out.append("| %s | %s%s | ≤ %s | %s |" % (
             what, r, note, bound, "met" if r != "—" and float(r) <= bound else "MISSED"))
 
+    def more(num, den):
+        return " ({:+,.0f} Ir)".format(num - den) if num is not None and den is not None else ""
+
+    def untargeted(what, num, den):
+        out.append("| %s | %s%s | | |" % (what, fmt_ratio(num, den), more(num, den)))
+
     for size in sizes:
         a, h = m.get(("a", size)), m.get(("b", size))
         target("hit/rr@%d" % size, "learned-sid hit / round robin, %s sessions"
-               % "{:,}".format(size), h, a, TOTAL_TARGET,
-               " (+%s Ir)" % fmt_ir(h - a) if a is not None and h is not None else "")
+               % "{:,}".format(size), h, a, TOTAL_TARGET, more(h, a))
     a, h = m.get(("m0", small)), m.get(("m", small))
-    out.append("| learned-sid hit / round robin, a browser's request, %s sessions | %s%s | | |"
-               % ("{:,}".format(small), fmt_ratio(h, a),
-                  " (+%s Ir)" % fmt_ir(h - a) if a is not None and h is not None else ""))
+    untargeted("learned-sid hit / round robin, a browser's request, %s sessions"
+               % "{:,}".format(small), h, a)
+    # Each against round robin on the very same requests (measured at the first size); (i2)
+    # adds the cost of issuing the cookie, another feature's: no target.
+    for name, what, row, base, bound in (
+            ("device/rr", "device_id hit", "h", "h0", KEY_TARGET),
+            ("route/rr", "route label hit", "i", "i0", KEY_TARGET),
+            (None, "route label hit, the response issues the route cookie", "i2", "i0", None),
+            ("cookie/rr", "route cookie hit", "j", "j0", KEY_TARGET),
+            ("nokey/rr", "no key", "c", "c0", NOKEY_TARGET)):
+        num, den = m.get((row, small)), m.get((base, small))
+        if bound is None:
+            untargeted("%s / round robin" % what, num, den)
+        else:
+            target(name, "%s / round robin" % what, num, den, bound, more(num, den))
+    d0 = m.get(("d0", small))
+    for size in sizes:
+        num = m.get(("d", size))
+        target("handshake/rr@%d" % size, "handshake that learns / round robin, %s sessions"
+               % "{:,}".format(size), num, d0, HANDSHAKE_TARGET, more(num, d0))
+    num, den = m.get(("n", small)), m.get(("n0", small))
+    target("device-handshake/rr", "handshake with a device id that learns / round robin", num,
+           den, HANDSHAKE_TARGET, more(num, den))
     target("balancer %d/%d sessions" % (big, small),
            "balancer Ir of a learned-sid hit, %s / %s sessions"
            % ("{:,}".format(big), "{:,}".format(small)),
@@ -1216,10 +1316,16 @@ def report_balancers(args, rows, prof, size):
          "rr-device"),
         ("socketio_sticky, route label", ("i", size), ("i0", size), "sroute-route", "sticky",
          "rr-route"),
-        ("socketio_sticky, route cookie", ("j", size), ("j0", size), "sroute-cookie", "sticky",
+        ("socketio_sticky, route label, the response issues the route cookie", ("i2", size),
+         ("i0", size), "sboth-route", "sticky", "rr-route"),
+        ("socketio_sticky, route cookie", ("j", size), ("j0", size), "scookie-cookie", "sticky",
          "rr-cookie"),
         ("socketio_sticky, no key", ("c", size), ("c0", size), "sticky-nokey", "sticky",
          "rr-nokey"),
+        ("round robin, handshake with a device id", ("n0", size), ("n0", size),
+         "rr-device-handshake", "rr", "rr-device-handshake"),
+        ("socketio_sticky, handshake with a device id (learns)", ("n", size), ("n0", size),
+         "sticky-device-handshake", "sticky", "rr-device-handshake"),
     ]
     for what, key, base, label, kind, base_label in table:
         own, base_own = bal(label, kind), bal(base_label, "rr")
@@ -1247,7 +1353,7 @@ def report_balancers(args, rows, prof, size):
     chash = bal("chash-sid", "chash")
     for what, label in (("learned sid", "sticky-hit-%d" % size),
                         ("device_id", "sticky-device"), ("route label", "sroute-route"),
-                        ("route cookie", "sroute-cookie")):
+                        ("route cookie", "scookie-cookie")):
         r = fmt_ratio(bal(label, "sticky"), chash)
         targets["balancer %s/chash" % label] = (r, 1.0)
         out.append("| balancer Ir, socketio_sticky %s / `hash $arg_sid consistent` | %s | < 1 | "
@@ -1336,7 +1442,8 @@ def main():
                     ["sticky-nokey", "rr-nokey", "sticky-handshake-%d" % sizes[0],
                      "rr-browser", "sticky-browser",
                      "iphash-sid", "chash-sid", "rr-device", "sticky-device", "rr-route",
-                     "sroute-route", "rr-cookie", "sroute-cookie"] + \
+                     "sroute-route", "sboth-route", "rr-cookie", "scookie-cookie",
+                     "rr-device-handshake", "sticky-device-handshake"] + \
                     ["s%d-%s" % (c, k) for c in args.scale for k in ("sid", "device")]:
                 res = b.annotate(label, args.requests)
                 if res:
