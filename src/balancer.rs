@@ -155,55 +155,25 @@ unsafe fn init_peer_inner(
     let Some(conf) = crate::Module::server_conf(unsafe { &*us }) else {
         return NGX_ERROR as ngx_int_t;
     };
-    // SAFETY: see the caller. The pool memory is written whole before use; round robin's data
-    // is valid zeroed (plain integers and pointers) until round robin fills it.
-    let pd = unsafe {
-        let Some(pd) = crate::peer_data::block_for(r) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        let pd = pd.as_ptr();
-        ptr::write(
-            pd,
-            PeerData {
-                rrp: core::mem::zeroed(),
-                conf: NonNull::from(conf),
-                primary: ptr::null_mut(),
-                claims: Claims::default(),
-                progress: Progress::default(),
-                status: None,
-                key: None,
-                cookie_out: false,
-                learn: None,
-                look: None,
-            },
-        );
-        let u = (*r).upstream;
-        (*u).peer.data = pd.cast::<c_void>();
-        if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {
-            return NGX_ERROR as ngx_int_t;
-        }
-        (*u).peer.get = Some(get_peer);
-        &mut *pd
-    };
-    pd.primary = pd.rrp.peers;
-
     // SAFETY: `r` is valid; the keys borrow from it.
     let keys = unsafe { crate::request::read(r, conf) };
     // SAFETY: as above; the log is used for debug lines.
     let log = unsafe { (*(*r).connection).log };
+    let mut claims = Claims::default();
+    let mut key = None;
     if let Some(k) = keys.device_id {
-        pd.claims.device = Some(key_hash(k));
+        claims.device = Some(key_hash(k));
         // The key is request memory (its query string, headers or pool).
-        pd.key = Some(ngx_str_t {
+        key = Some(ngx_str_t {
             len: k.len(),
             data: k.as_ptr().cast_mut(),
         });
         ngx::ngx_log_debug!(log, "socketio_sticky: device_id key tag:{:08x}", log_tag(k));
     }
     if let Some(sid) = keys.sid {
-        pd.claims.session = true;
-        pd.claims.route = conf.route_target(sid);
-        if let Some(t) = pd.claims.route {
+        claims.session = true;
+        claims.route = conf.route_target(sid);
+        if let Some(t) = claims.route {
             // A routed session skips the table: it would name the same server.
             ngx::ngx_log_debug!(
                 log,
@@ -215,12 +185,12 @@ unsafe fn init_peer_inner(
             // SAFETY: nginx's cached time; the zone belongs to the running cycle.
             let now = unsafe { (*ngx_cached_time).sec } as u32;
             // SAFETY: as above.
-            pd.claims.learned = unsafe { crate::zone::lookup(conf.zone, sid, now, conf.timeout) };
+            claims.learned = unsafe { crate::zone::lookup(conf.zone, sid, now, conf.timeout) };
             ngx::ngx_log_debug!(
                 log,
                 "socketio_sticky: session tag:{:08x} {}",
                 log_tag(sid),
-                if pd.claims.learned.is_some() {
+                if claims.learned.is_some() {
                     "learned"
                 } else {
                     "unknown"
@@ -228,15 +198,32 @@ unsafe fn init_peer_inner(
             );
         }
     }
-    pd.claims.cookie = keys.route_cookie;
-    // SAFETY: `r` is valid.
-    pd.cookie_out = conf.cookie.is_some() && unsafe { ptr::eq((*r).main, r) };
-    pd.learn = keys.handshake;
+    claims.cookie = keys.route_cookie;
 
-    // SAFETY: `r` is valid; the context lives in its pool.
+    // SAFETY: `r` and `us` are valid. Every field but round robin's data is written here;
+    // round robin's init writes all of that before anything reads it.
     unsafe {
+        let Some(block) = crate::peer_data::block_for(r) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        let pd = block.as_ptr();
+        ptr::addr_of_mut!((*pd).conf).write(NonNull::from(conf));
+        ptr::addr_of_mut!((*pd).claims).write(claims);
+        ptr::addr_of_mut!((*pd).progress).write(Progress::default());
+        ptr::addr_of_mut!((*pd).status).write(None);
+        ptr::addr_of_mut!((*pd).key).write(key);
+        ptr::addr_of_mut!((*pd).cookie_out).write(conf.cookie.is_some() && ptr::eq((*r).main, r));
+        ptr::addr_of_mut!((*pd).learn).write(keys.handshake);
+        ptr::addr_of_mut!((*pd).look).write(None);
+        let u = (*r).upstream;
+        (*u).peer.data = pd.cast::<c_void>();
+        if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {
+            return NGX_ERROR as ngx_int_t;
+        }
+        ptr::addr_of_mut!((*pd).primary).write((*pd).rrp.peers);
+        (*u).peer.get = Some(get_peer);
         ngx::http::Request::from_ngx_http_request(r)
-            .set_module_ctx(ptr::from_mut(pd).cast(), crate::Module::module());
+            .set_module_ctx(pd.cast(), crate::Module::module());
     }
     NGX_OK as ngx_int_t
 }

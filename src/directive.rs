@@ -28,12 +28,25 @@ pub unsafe extern "C" fn set_socketio_sticky(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the configuration being parsed.
+    // SAFETY: nginx passes the configuration being parsed and our srv conf.
+    unsafe { handle(cf, conf, socketio_sticky) }
+}
+
+/// Runs a directive's handler on this module's srv conf, with panics contained.
+///
+/// # Safety
+/// `cf` is the configuration being parsed; `conf` is this module's srv conf for the current
+/// upstream block, created by `create_srv_conf`.
+unsafe fn handle(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    handler: unsafe fn(*mut ngx_conf_t, &mut SrvConf) -> *mut c_char,
+) -> *mut c_char {
+    // SAFETY: guaranteed by the caller.
     let log = unsafe { (*cf).log };
     guard(log, ngx::core::NGX_CONF_ERROR, || {
-        // SAFETY: `conf` is this module's srv conf for the current upstream block, created by
-        // `create_srv_conf`; `cf` is valid during the call.
-        unsafe { socketio_sticky(cf, &mut *conf.cast::<SrvConf>()) }
+        // SAFETY: guaranteed by the caller.
+        unsafe { handler(cf, &mut *conf.cast::<SrvConf>()) }
     })
 }
 
@@ -168,13 +181,8 @@ pub unsafe extern "C" fn set_route_label(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: nginx passes the configuration being parsed.
-    let log = unsafe { (*cf).log };
-    guard(log, ngx::core::NGX_CONF_ERROR, || {
-        // SAFETY: `conf` is this module's srv conf for the current upstream block; `cf` is
-        // valid during the call and its args hold the directive's words (NGX_CONF_TAKE2).
-        unsafe { route_label(cf, &mut *conf.cast::<SrvConf>()) }
-    })
+    // SAFETY: nginx passes the configuration being parsed and our srv conf.
+    unsafe { handle(cf, conf, route_label) }
 }
 
 unsafe fn route_label(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_char {

@@ -176,7 +176,12 @@ impl PeerIndex {
 
     #[inline]
     fn find<K: Ord + Copy>(&self, list: &[(K, u32)], key: K) -> Option<&Entry> {
-        let i = list.binary_search_by_key(&key, |e| e.0).ok()?;
+        // A few peers are found faster one by one.
+        let i = if list.len() <= 8 {
+            list.iter().position(|e| e.0 == key)?
+        } else {
+            list.binary_search_by_key(&key, |e| e.0).ok()?
+        };
         self.entry(list.get(i)?.1)
     }
 
