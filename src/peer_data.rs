@@ -15,7 +15,6 @@ use ngx::ffi::{
 use ngx::http::HttpModule;
 
 use crate::conf::SrvConf;
-use crate::glue::guard;
 use crate::logic::choose::{Claims, Progress, Status};
 use crate::logic::handshake::Kind;
 use crate::logic::sniff::Look;
@@ -100,9 +99,14 @@ pub unsafe fn block_for(r: *mut ngx_http_request_t) -> Option<NonNull<PeerData>>
         if cln.is_null() {
             return None;
         }
-        let block = match (*ptr::addr_of_mut!(SPARE)).pop() {
+        let spare = &mut *ptr::addr_of_mut!(SPARE);
+        let block = match spare.pop() {
             Some(b) => b,
-            None => NonNull::from(Box::leak(Box::new(MaybeUninit::<PeerData>::uninit()))).cast(),
+            None => {
+                // Room for every block given back, once: `give_back` never grows the list.
+                spare.reserve_exact(SPARE_MAX);
+                NonNull::from(Box::leak(Box::new(MaybeUninit::<PeerData>::uninit()))).cast()
+            }
         };
         (*cln).handler = Some(give_back);
         (*cln).data = block.as_ptr().cast();
@@ -111,22 +115,23 @@ pub unsafe fn block_for(r: *mut ngx_http_request_t) -> Option<NonNull<PeerData>>
 }
 
 /// The pool cleanup of a request: its `PeerData` block goes back to the spare ones.
+///
+/// Nothing here can panic (the list has room reserved for `SPARE_MAX` blocks, and a push
+/// within the capacity neither allocates nor fails), so it runs without a guard.
 unsafe extern "C" fn give_back(data: *mut c_void) {
-    guard(ptr::null_mut(), (), || {
-        let Some(block) = NonNull::new(data.cast::<PeerData>()) else {
-            return;
-        };
-        // SAFETY: workers are single-threaded; `block` came from `block_for` and nothing uses
-        // it any more (its request's pool is being destroyed).
-        unsafe {
-            let spare = &mut *ptr::addr_of_mut!(SPARE);
-            if spare.len() < SPARE_MAX {
-                spare.push(block);
-            } else {
-                drop(Box::from_raw(
-                    block.as_ptr().cast::<MaybeUninit<PeerData>>(),
-                ));
-            }
+    let Some(block) = NonNull::new(data.cast::<PeerData>()) else {
+        return;
+    };
+    // SAFETY: workers are single-threaded; `block` came from `block_for` and nothing uses it
+    // any more (its request's pool is being destroyed).
+    unsafe {
+        let spare = &mut *ptr::addr_of_mut!(SPARE);
+        if spare.len() < spare.capacity().min(SPARE_MAX) {
+            spare.push(block);
+        } else {
+            drop(Box::from_raw(
+                block.as_ptr().cast::<MaybeUninit<PeerData>>(),
+            ));
         }
-    })
+    }
 }
