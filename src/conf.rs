@@ -11,14 +11,14 @@ use ngx::ffi::{
     ngx_conf_t, ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_shm_zone_t,
     ngx_uint_t,
 };
-use regex::bytes::{CaptureLocations, Regex};
+use regex::bytes::Regex;
 
 use crate::glue::guard;
 use crate::logic::choose::Rules;
 use crate::logic::cookie::CookieKey;
-use crate::logic::extract::ArgNames;
+use crate::logic::extract::{ArgNames, CaptureRegex};
 use crate::logic::params::{self, Balance};
-use crate::logic::route::{self, Label, Routes};
+use crate::logic::route::{Label, Routes};
 use crate::logic::servers::Placement;
 use crate::peers::{facts_of, CookieSpec, Facts, IndexSpec, PeerIndex, PeersLock};
 
@@ -32,7 +32,7 @@ pub enum KeySource {
     Cookie(Vec<u8>, Option<usize>),
     Header(Vec<u8>),
     Path,
-    Uri(Regex),
+    Uri(Box<CaptureRegex>),
     Variable(ngx_uint_t),
 }
 
@@ -76,7 +76,7 @@ pub struct SrvConf {
     /// Idle expiry of learned sessions, seconds.
     pub timeout: u32,
     /// `route=REGEX`: its first capture group, applied to the session id, is a route label.
-    pub route: Option<Regex>,
+    pub route: Option<CaptureRegex>,
     /// `socketio_sticky_route LABEL SERVER;` lines, in order, with their place in the files.
     pub labels: Vec<(Label, Place)>,
     /// `cookie=NAME`: the route cookie.
@@ -92,8 +92,6 @@ pub struct SrvConf {
     pub routes: Routes,
     /// The worker's index of the peer list.
     index: UnsafeCell<PeerIndex>,
-    /// Scratch space for the route regex's captures (workers are single-threaded).
-    route_locs: UnsafeCell<Option<CaptureLocations>>,
 }
 
 impl Default for SrvConf {
@@ -115,7 +113,6 @@ impl Default for SrvConf {
             placement: None,
             routes: Routes::default(),
             index: UnsafeCell::default(),
-            route_locs: UnsafeCell::new(None),
         }
     }
 }
@@ -123,8 +120,7 @@ impl Default for SrvConf {
 impl SrvConf {
     /// Sets `route=`.
     pub fn set_route(&mut self, re: Regex) {
-        self.route_locs = UnsafeCell::new(Some(re.capture_locations()));
-        self.route = Some(re);
+        self.route = Some(CaptureRegex::new(re));
     }
 
     /// Whether requests need their session id (to look it up, or to read its route label).
@@ -142,12 +138,10 @@ impl SrvConf {
     }
 
     /// The route target of a session id's label (`route=`), if it names a primary server.
+    #[inline]
     pub fn route_target(&self, sid: &[u8]) -> Option<u32> {
-        let re = self.route.as_ref()?;
-        // SAFETY: workers are single-threaded and this is the only user of the scratch space,
-        // which is never borrowed across a call.
-        let locs = unsafe { &mut *self.route_locs.get() }.as_mut()?;
-        route::label(re, locs, sid).and_then(|l| self.routes.target(l))
+        let label = self.route.as_ref()?.first_capture(sid)?;
+        self.routes.target(label)
     }
 
     /// The worker's index of `peers`, brought up to date.

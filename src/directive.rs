@@ -18,7 +18,7 @@ use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpUpstreamModule}
 use crate::conf::{KeySource, Place, RouteCookie, SrvConf};
 use crate::glue::{bytes, guard};
 use crate::logic::cookie::{self, CookieKey};
-use crate::logic::extract::{ArgNames, MAX_ARGS, MAX_COOKIES, MAX_KEY_LEN};
+use crate::logic::extract::{ArgNames, CaptureRegex, MAX_ARGS, MAX_COOKIES, MAX_KEY_LEN};
 use crate::logic::params::{self, Source};
 use crate::logic::route::Label;
 
@@ -271,7 +271,7 @@ fn resolve_sources(
                 }
                 Source::Header(n) => KeySource::Header(n),
                 Source::Path => KeySource::Path,
-                Source::Uri(re) => KeySource::Uri(re),
+                Source::Uri(re) => KeySource::Uri(Box::new(CaptureRegex::new(re))),
                 Source::Variable(mut name) => {
                     let mut s = ngx_str_t {
                         len: name.len(),

@@ -107,7 +107,7 @@ impl<'r> Parts<'r, '_> {
                 }
                 KeySource::Uri(re) => {
                     // SAFETY: as above.
-                    extract::first_capture(re, unsafe { bytes(&(*self.r).uri) })
+                    re.first_capture(unsafe { bytes(&(*self.r).uri) })
                         .map(extract::within_limit)
                 }
                 // SAFETY: as above; the index was obtained at configuration time.

@@ -3,6 +3,15 @@
 //!
 //! All functions take untrusted bytes and never panic, allocate, or read past their input.
 
+use core::cell::RefCell;
+
+use regex::bytes::{CaptureLocations, Regex};
+use regex_automata::dfa::onepass;
+use regex_automata::nfa::thompson;
+use regex_automata::util::primitives::NonMaxUsize;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+
 use super::bytes::{find_byte, split_once, trim, unquote};
 
 /// The longest key (after percent-decoding) that is used; longer values count as absent.
@@ -483,10 +492,86 @@ fn is_transport(seg: &[u8]) -> bool {
 
 /// The first capture group of a `uri:` regex (applied to the request URI) or of the `route=`
 /// regex, if it matched and is non-empty.
-pub fn first_capture<'a>(re: &regex::bytes::Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
+pub fn first_capture<'a>(re: &Regex, uri: &'a [u8]) -> Option<&'a [u8]> {
     let m = re.captures(uri)?.get(1)?;
     let v = m.as_bytes();
     (!v.is_empty()).then_some(v)
+}
+
+/// A regex whose first capture group is a key (`uri:REGEX`, `route=REGEX`), with the scratch
+/// space of its searches, so that a search allocates nothing. A regex anchored at its start
+/// that the one-pass DFA can run is run by it directly: the same leftmost-first match as the
+/// regex's, without the general engine's dispatch (measured: 453 instead of 629 instructions
+/// for `^([0-9]+)-` on a 32-byte session id).
+pub struct CaptureRegex {
+    re: Regex,
+    onepass: Option<onepass::DFA>,
+    scratch: RefCell<Scratch>,
+}
+
+enum Scratch {
+    OnePass(onepass::Cache, [Option<NonMaxUsize>; 4]),
+    Locations(CaptureLocations),
+}
+
+impl CaptureRegex {
+    /// `re` as `params` compiled it (bytes, no Unicode classes).
+    pub fn new(re: Regex) -> CaptureRegex {
+        let onepass = onepass_of(re.as_str());
+        let scratch = match &onepass {
+            Some(dfa) => Scratch::OnePass(dfa.create_cache(), [None; 4]),
+            None => Scratch::Locations(re.capture_locations()),
+        };
+        CaptureRegex {
+            re,
+            onepass,
+            scratch: RefCell::new(scratch),
+        }
+    }
+
+    /// [`first_capture`] of this regex.
+    pub fn first_capture<'a>(&self, hay: &'a [u8]) -> Option<&'a [u8]> {
+        // (Searches never nest; were one to, it would search without the scratch space.)
+        let Ok(mut scratch) = self.scratch.try_borrow_mut() else {
+            return first_capture(&self.re, hay);
+        };
+        let (start, end) = match (&mut *scratch, &self.onepass) {
+            (Scratch::OnePass(cache, slots), Some(dfa)) => {
+                let input = Input::new(hay).anchored(Anchored::Yes);
+                dfa.try_search_slots(cache, &input, slots).ok()??;
+                (slots.get(2).copied()??.get(), slots.get(3).copied()??.get())
+            }
+            (Scratch::Locations(locs), _) => {
+                self.re.captures_read(locs, hay)?;
+                locs.get(1)?
+            }
+            (Scratch::OnePass(..), None) => return first_capture(&self.re, hay),
+        };
+        hay.get(start..end).filter(|v| !v.is_empty())
+    }
+
+    pub fn regex(&self) -> &Regex {
+        &self.re
+    }
+}
+
+/// The one-pass DFA of `pattern` (compiled as `params` compiles it) when every match starts
+/// at the start of the input and the pattern is one-pass; `None` otherwise.
+fn onepass_of(pattern: &str) -> Option<onepass::DFA> {
+    let syntax = syntax::Config::new().unicode(false).utf8(false);
+    let nfa = thompson::Compiler::new()
+        .syntax(syntax)
+        .configure(
+            thompson::Config::new()
+                .utf8(false)
+                .nfa_size_limit(Some(1 << 20)),
+        )
+        .build(pattern)
+        .ok()?;
+    if !nfa.is_always_start_anchored() {
+        return None;
+    }
+    onepass::Builder::new().build_from_nfa(nfa).ok()
 }
 
 #[cfg(test)]
@@ -589,6 +674,51 @@ mod tests {
         assert_eq!(cookie(b";;;", b"io"), None);
         assert_eq!(cookie(b"io=a=b", b"io"), Some(&b"a=b"[..]));
         assert_eq!(cookie(b"io=\xc3\x28", b"io"), Some(&b"\xc3\x28"[..]));
+    }
+
+    #[test]
+    fn capture_regex_agrees_with_the_regex() {
+        let patterns = [
+            "^([0-9]+)-",
+            "^(b[0-9]+)-",
+            "^([a-z]{2})([0-9]*)",
+            "^(?:x|y)(z*)",
+            "^(b*)-",
+            "([0-9])$",
+            "-([a-z0-9]+)$",
+            "^(a|ab)(c|bcd)",
+            "^/dev/([^/]+)",
+            "^(.)",
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        const ALPHABET: &[u8] = b"0123ab-/xyzcd\xff";
+        for p in patterns {
+            let re = regex::bytes::RegexBuilder::new(p)
+                .unicode(false)
+                .build()
+                .unwrap();
+            let c = CaptureRegex::new(re.clone());
+            // Start-anchored one-pass patterns take the DFA; the others the regex.
+            let anchored = p.starts_with('^') && p != "^(a|ab)(c|bcd)";
+            assert_eq!(c.onepass.is_some(), anchored, "{p}");
+            for len in 0..12 {
+                for _ in 0..300 {
+                    let hay: Vec<u8> = (0..len)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            ALPHABET[(x % ALPHABET.len() as u64) as usize]
+                        })
+                        .collect();
+                    assert_eq!(
+                        c.first_capture(&hay),
+                        first_capture(&re, &hay),
+                        "{p} {hay:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use regex::bytes::{CaptureLocations, Regex};
-
 /// A `server` line of the upstream, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -154,18 +152,10 @@ fn position(label: &[u8]) -> Option<usize> {
     )
 }
 
-/// The route label of a session id: the first capture group of `re`, when it matched and is
-/// not empty. `locs` is reusable scratch space from `re.capture_locations()` (no allocation
-/// per request).
-pub fn label<'a>(re: &Regex, locs: &mut CaptureLocations, sid: &'a [u8]) -> Option<&'a [u8]> {
-    re.captures_read(locs, sid)?;
-    let (start, end) = locs.get(1)?;
-    sid.get(start..end).filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::extract::CaptureRegex;
 
     fn line(name: &str, backup: bool) -> Line {
         Line {
@@ -244,19 +234,20 @@ mod tests {
 
     #[test]
     fn labels_from_sids() {
-        let re = Regex::new("^(b[0-9]+)-").unwrap();
-        let mut locs = re.capture_locations();
-        assert_eq!(label(&re, &mut locs, b"b2-AbCd"), Some(&b"b2"[..]));
-        assert_eq!(label(&re, &mut locs, b"AbCd"), None);
-        assert_eq!(label(&re, &mut locs, b"b13-x"), Some(&b"b13"[..]));
+        let label = |re: &str, sid: &[u8]| {
+            let re = regex::bytes::RegexBuilder::new(re)
+                .unicode(false)
+                .build()
+                .unwrap();
+            CaptureRegex::new(re).first_capture(sid).map(<[u8]>::to_vec)
+        };
+        assert_eq!(label("^(b[0-9]+)-", b"b2-AbCd"), Some(b"b2".to_vec()));
+        assert_eq!(label("^(b[0-9]+)-", b"AbCd"), None);
+        assert_eq!(label("^(b[0-9]+)-", b"b13-x"), Some(b"b13".to_vec()));
         // The seed's convention: the last character of the sid.
-        let re = Regex::new("([0-9])$").unwrap();
-        let mut locs = re.capture_locations();
-        assert_eq!(label(&re, &mut locs, b"Xk2Ut0yX1"), Some(&b"1"[..]));
-        assert_eq!(label(&re, &mut locs, b"Xk2Ut0yXa"), None);
+        assert_eq!(label("([0-9])$", b"Xk2Ut0yX1"), Some(b"1".to_vec()));
+        assert_eq!(label("([0-9])$", b"Xk2Ut0yXa"), None);
         // An empty capture is no label.
-        let re = Regex::new("^(b*)-").unwrap();
-        let mut locs = re.capture_locations();
-        assert_eq!(label(&re, &mut locs, b"-x"), None);
+        assert_eq!(label("^(b*)-", b"-x"), None);
     }
 }
