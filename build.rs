@@ -35,6 +35,7 @@ fn main() {
     for (_, cfg) in VERSION_CHECKS {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
+    println!("cargo::rustc-check-cfg=cfg(ngx_upstream_sid)");
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
     let version = std::env::var("DEP_NGINX_VERSION_NUMBER")
         .ok()
@@ -45,5 +46,30 @@ fn main() {
                 println!("cargo::rustc-cfg={cfg}");
             }
         }
+        // `server ... route=LABEL` (nginx 1.29.6 and later) is kept in a `sid` field that the
+        // upstream structures have when nginx is built with its sticky module or with
+        // `--with-compat`.
+        if version >= 1_029_006 && (has_feature("compat") || has_define("NGX_HTTP_UPSTREAM_SID")) {
+            println!("cargo::rustc-cfg=ngx_upstream_sid");
+        }
     }
+}
+
+/// Whether nginx-sys found `feature` in the nginx build.
+fn has_feature(feature: &str) -> bool {
+    std::env::var("DEP_NGINX_FEATURES").is_ok_and(|f| f.split(',').any(|x| x.trim() == feature))
+}
+
+/// Whether the configured nginx tree defines `name` (its `ngx_auto_config.h`).
+fn has_define(name: &str) -> bool {
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
+    let Ok(dir) = std::env::var("DEP_NGINX_BUILD_DIR") else {
+        return false;
+    };
+    let path = std::path::Path::new(&dir).join("ngx_auto_config.h");
+    println!("cargo::rerun-if-changed={}", path.display());
+    std::fs::read_to_string(path).is_ok_and(|h| {
+        h.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["#define", name]))
+    })
 }

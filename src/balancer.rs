@@ -93,11 +93,16 @@ unsafe fn server_line(s: &ngx_http_upstream_server_t) -> ServerLine {
         } else {
             &[]
         };
+        #[cfg(ngx_upstream_sid)]
+        let route = Some(bytes(&s.sid).to_vec()).filter(|l| !l.is_empty());
+        #[cfg(not(ngx_upstream_sid))]
+        let route = None;
         ServerLine {
             name: bytes(&s.name).to_vec(),
             weight: u32::try_from(s.weight).unwrap_or(u32::MAX),
             backup: s.backup() != 0,
             addrs: addrs.iter().map(|a| bytes(&a.name).to_vec()).collect(),
+            route,
         }
     }
 }
@@ -119,10 +124,20 @@ fn resolve_routes(conf: &mut SrvConf, lines: &[ServerLine], upstream: &str) -> R
         .map(|s| Line {
             name: s.name.clone(),
             backup: s.backup,
+            label: s.route.clone(),
         })
         .collect();
     let labels: Vec<_> = conf.labels.iter().map(|(l, _)| l.clone()).collect();
     conf.routes = Routes::build(&lines, &labels).map_err(|e| {
+        if !e.of_route_line() {
+            // The `server` lines are at fault: the place of the directive that reads them.
+            let place = conf
+                .place
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            return format!("\"socketio_sticky\" directive has {e} in {place}");
+        }
         let place = conf
             .labels
             .iter()

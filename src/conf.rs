@@ -62,6 +62,8 @@ pub struct RouteCookie {
 pub struct SrvConf {
     /// The directive was given in this upstream.
     pub enabled: bool,
+    /// Where the `socketio_sticky` directive is (for errors found after parsing).
+    pub place: Option<Place>,
     pub sid: Vec<KeySource>,
     /// `sid=` has `cookie:` sources (learned from `Set-Cookie` too).
     pub sid_cookies: bool,
@@ -98,6 +100,7 @@ impl Default for SrvConf {
     fn default() -> Self {
         SrvConf {
             enabled: false,
+            place: None,
             sid: Vec::new(),
             sid_cookies: false,
             device_id: Vec::new(),

@@ -8,8 +8,8 @@ use std::ffi::CString;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_full_name, ngx_conf_t, ngx_http_get_variable_index,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_pnalloc, ngx_str_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_module_t, ngx_pnalloc, ngx_str_t, ngx_uint_t,
+    NGX_ERROR, NGX_HTTP_UPSTREAM_BACKUP, NGX_HTTP_UPSTREAM_CREATE, NGX_HTTP_UPSTREAM_DOWN,
     NGX_HTTP_UPSTREAM_FAIL_TIMEOUT, NGX_HTTP_UPSTREAM_MAX_CONNS, NGX_HTTP_UPSTREAM_MAX_FAILS,
     NGX_HTTP_UPSTREAM_WEIGHT, NGX_LOG_EMERG, NGX_LOG_WARN, NGX_OK,
 };
@@ -132,6 +132,8 @@ unsafe fn socketio_sticky(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_cha
         Err(crate::zone::ZoneError::Conf(e)) => return conf_error(cf, &e),
     };
     conf.enabled = true;
+    // SAFETY: `cf` is the configuration being parsed.
+    conf.place = Some(unsafe { place(cf) });
     if uscf.peer.init_upstream.is_some() {
         ngx::ngx_conf_log_error!(NGX_LOG_WARN, cf, "load balancing method redefined");
     }
@@ -305,8 +307,44 @@ fn conf_error(cf: *mut ngx_conf_t, msg: &str) -> *mut c_char {
     }
 }
 
+extern "C" {
+    /// The C library's symbol lookup (`<dlfcn.h>`).
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+
+/// nginx's own `sticky` module (nginx 1.29.6 and later), when this nginx has it.
+fn sticky_module() -> Option<&'static ngx_module_t> {
+    // SAFETY: a lookup in the process's global symbols (RTLD_DEFAULT, a null handle); nginx
+    // exports its modules' symbols for dynamic modules. The symbol, if found, is nginx's
+    // static module object, which lives as long as the process.
+    unsafe {
+        dlsym(ptr::null_mut(), c"ngx_http_upstream_sticky_module".as_ptr())
+            .cast::<ngx_module_t>()
+            .as_ref()
+    }
+}
+
+/// Whether nginx's `sticky` directive is in the upstream: its module's configuration of the
+/// upstream begins with the balancer it wraps, set by the directive only.
+///
+/// # Safety
+/// `us` must be a valid upstream configuration.
+unsafe fn has_sticky(us: &ngx_http_upstream_srv_conf_t, sticky: &ngx_module_t) -> bool {
+    if us.srv_conf.is_null() {
+        return false;
+    }
+    // SAFETY: `srv_conf` has a slot per HTTP module; the sticky module's is null or its
+    // configuration, whose first field is a function pointer (`original_init_upstream`).
+    unsafe {
+        let stcf = *us.srv_conf.add(sticky.ctx_index);
+        !stcf.is_null() && !(*stcf.cast::<*const c_void>()).is_null()
+    }
+}
+
 /// After every upstream is initialised: `socketio_sticky_route` lines in an upstream without
-/// `socketio_sticky` are an error (they would do nothing).
+/// `socketio_sticky` are an error (they would do nothing), and so is nginx's own `sticky` in
+/// an upstream with `socketio_sticky` (either it wraps this balancer, which cannot give it
+/// what it needs, or this balancer replaced it silently).
 pub unsafe fn check_upstreams(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid configuration.
     let log = unsafe { (*cf).log };
@@ -318,6 +356,7 @@ pub unsafe fn check_upstreams(cf: *mut ngx_conf_t) -> ngx_int_t {
             Some(m) => unsafe { m.upstreams.as_slice() },
             None => &[],
         };
+    let sticky = sticky_module();
     for &us in upstreams {
         // SAFETY: every element is a valid upstream configuration.
         let Some(conf) = crate::Module::server_conf(unsafe { &*us }) else {
@@ -332,6 +371,22 @@ pub unsafe fn check_upstreams(cf: *mut ngx_conf_t) -> ngx_int_t {
                 place
             );
             return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: as above.
+        if let (true, Some(sticky)) = (conf.enabled, sticky) {
+            if unsafe { has_sticky(&*us, sticky) } {
+                ngx::ngx_log_error!(
+                    NGX_LOG_EMERG,
+                    log,
+                    "\"socketio_sticky\" directive cannot be used with nginx's \"sticky\" in \
+                     the same upstream (socketio_sticky keeps sessions itself) in {}",
+                    conf.place
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
+                );
+                return NGX_ERROR as ngx_int_t;
+            }
         }
     }
     NGX_OK as ngx_int_t

@@ -18,6 +18,10 @@ use crate::logic::least_conn::Candidate;
 use crate::logic::route::Routes;
 use crate::logic::servers::Placement;
 
+/// `down` of a peer marked `drain` (nginx 1.29.6 and later: `NGX_HTTP_UPSTREAM_DRAINING`);
+/// `down` is 1 for `down` or a peer found failed by a health check.
+const DRAINING: usize = 8;
+
 /// A peer of the list and its position in it (round robin's `tried` bitmap is by position).
 #[derive(Clone, Copy)]
 pub struct PeerAt {
@@ -301,7 +305,11 @@ impl PeerState for NginxPeer {
     }
     #[inline]
     fn down(&self) -> bool {
-        self.peer().down != 0
+        self.peer().down & !DRAINING != 0
+    }
+    #[inline]
+    fn draining(&self) -> bool {
+        self.peer().down & DRAINING != 0
     }
     #[inline]
     fn failed(&self) -> bool {

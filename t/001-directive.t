@@ -108,7 +108,7 @@ load balancing method redefined
 
 
 
-=== TEST 4: with zone and keepalive (keepalive after the directive: no warning)
+=== TEST 4: with zone and keepalive (keepalive after the directive: no warning); backend connections are reused
 --- http_config
     upstream backend {
         zone backend_zone 64k;
@@ -118,7 +118,7 @@ load balancing method redefined
     }
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        return 200 "b1\n";
+        return 200 "b1 $connection_requests\n";
     }
 --- config
     location /t {
@@ -127,12 +127,12 @@ load balancing method redefined
         proxy_pass http://backend;
         add_header X-Sticky-Status $socketio_sticky_status always;
     }
---- request
-GET /t?device_id=z
---- response_body
-b1
---- response_headers
-X-Sticky-Status: device_id
+--- request eval
+["GET /t?device_id=z", "GET /t?device_id=z", "GET /t?device_id=z"]
+--- response_body eval
+["b1 1\n", "b1 2\n", "b1 3\n"]
+--- response_headers eval
+[("X-Sticky-Status: device_id") x 3]
 --- no_error_log
 load balancing method redefined
 [error]
@@ -173,7 +173,8 @@ qr/\[warn\] .*load balancing method redefined in \S*nginx\.conf:\d+/
 
 
 
-=== TEST 6: keepalive before the directive is a redefinition too (warned)
+=== TEST 6: before nginx 1.29.7, keepalive before the directive is a redefinition too (warned)
+--- skip_nginx: 7: >= 1.29.7
 --- http_config
     upstream backend {
         keepalive 4;
@@ -198,6 +199,131 @@ X-Sticky-Status: device_id
 --- suppress_stderr
 --- error_log eval
 qr/\[warn\] .*load balancing method redefined in \S*nginx\.conf:\d+/
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6a: before nginx 1.29.7, keepalive before the directive leaves the upstream without keepalive: a connection per request
+--- skip_nginx: 8: >= 1.29.7
+--- http_config
+    upstream backend {
+        keepalive 4;
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1 $connection_requests\n";
+    }
+--- config
+    location /t {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request eval
+["GET /t?device_id=w", "GET /t?device_id=w"]
+--- response_body eval
+["b1 1\n", "b1 1\n"]
+--- response_headers eval
+[("X-Sticky-Status: device_id") x 2]
+--- suppress_stderr
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6b: since nginx 1.29.7, keepalive wraps whatever balancer the upstream has: no warning in either order, connections reused
+--- skip_nginx: 8: < 1.29.7
+--- http_config
+    upstream backend {
+        keepalive 4;
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1 $connection_requests\n";
+    }
+--- config
+    location /t {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request eval
+["GET /t?device_id=w", "GET /t?device_id=w", "GET /t?device_id=w"]
+--- response_body eval
+["b1 1\n", "b1 2\n", "b1 3\n"]
+--- response_headers eval
+[("X-Sticky-Status: device_id") x 3]
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6c: without a keepalive directive: nginx 1.29.7 and later keep backend connections by default
+--- skip_nginx: 8: < 1.29.7
+--- http_config
+    upstream backend {
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1 $connection_requests\n";
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request eval
+["GET /t?device_id=w", "GET /t?device_id=w", "GET /t?device_id=w"]
+--- response_body eval
+["b1 1\n", "b1 2\n", "b1 3\n"]
+--- response_headers eval
+[("X-Sticky-Status: device_id") x 3]
+--- no_error_log
+load balancing method redefined
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 6d: without a keepalive directive: before nginx 1.29.7, a connection per request
+--- skip_nginx: 6: >= 1.29.7
+--- http_config
+    upstream backend {
+        socketio_sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return 200 "b1 $connection_requests\n";
+    }
+--- config
+    location /t {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass http://backend;
+        add_header X-Sticky-Status $socketio_sticky_status always;
+    }
+--- request eval
+["GET /t?device_id=w", "GET /t?device_id=w"]
+--- response_body eval
+["b1 1\n", "b1 1\n"]
 --- no_error_log
 [error]
 [alert]

@@ -15,6 +15,9 @@
 //! is refused instead (nginx answers `502`), and so is a retry after the session's own server
 //! failed. The steps 1 to 3 are looked at once per request (its first call of `get`).
 //!
+//! A server that is draining (`server ... drain`) keeps what is bound to it (steps 1 to 3) and
+//! takes nothing new: the device id step and the balance method pass it by.
+//!
 //! The peers are read through [`Peers`] and [`PeerState`], so the rule runs on nginx's peer
 //! list in the module and on plain values in the tests.
 
@@ -69,16 +72,26 @@ pub trait PeerState {
     fn tried(&self) -> bool;
     /// Marked `down`.
     fn down(&self) -> bool;
+    /// Marked `drain`: it keeps its sessions and gets no new ones.
+    fn draining(&self) -> bool;
     /// Failed `max_fails` times within `fail_timeout`.
     fn failed(&self) -> bool;
     /// At its `max_conns`.
     fn full(&self) -> bool;
 }
 
-/// Whether a peer may take the request: not tried by it yet, not down, not failed, not full.
+/// Whether a peer may take a request bound to it (its session's, its route cookie's): not
+/// tried by it yet, not down, not failed, not full. A draining peer may.
+#[inline]
+pub fn usable_bound(p: &impl PeerState) -> bool {
+    !p.tried() && !p.down() && !p.failed() && !p.full()
+}
+
+/// Whether a peer may take a request that nothing binds to it: as [`usable_bound`], and not
+/// draining.
 #[inline]
 pub fn usable(p: &impl PeerState) -> bool {
-    !p.tried() && !p.down() && !p.failed() && !p.full()
+    usable_bound(p) && !p.draining()
 }
 
 /// The upstream's primary peers, found by what names them. `backup` peers are in none of
@@ -192,7 +205,7 @@ impl Progress {
             // The session's server is named by a step but out.
             let mut session_out = false;
             if let Some(target) = claims.route {
-                match peers.of_route(target).find(usable) {
+                match peers.of_route(target).find(usable_bound) {
                     Some(p) => {
                         self.bound = true;
                         return Choice::Take(p, status(Status::Route, rebound));
@@ -202,7 +215,7 @@ impl Progress {
             }
             if let Some(identity) = claims.learned {
                 match peers.of_identity(identity) {
-                    Some(p) if usable(&p) => {
+                    Some(p) if usable_bound(&p) => {
                         self.bound = true;
                         return Choice::Take(p, status(Status::Learned, rebound));
                     }
@@ -213,7 +226,7 @@ impl Progress {
             }
             if let Some(id) = claims.cookie {
                 match peers.of_cookie(id) {
-                    Some(p) if usable(&p) => {
+                    Some(p) if usable_bound(&p) => {
                         // With a session id, the cookie names the session's server.
                         self.bound = claims.session;
                         return Choice::Take(p, status(Status::Cookie, rebound));
@@ -270,6 +283,7 @@ mod tests {
         at: usize,
         tried: bool,
         down: bool,
+        draining: bool,
         failed: bool,
         full: bool,
     }
@@ -280,6 +294,9 @@ mod tests {
         }
         fn down(&self) -> bool {
             self.down
+        }
+        fn draining(&self) -> bool {
+            self.draining
         }
         fn failed(&self) -> bool {
             self.failed
@@ -307,6 +324,7 @@ mod tests {
                             at,
                             tried: false,
                             down: false,
+                            draining: false,
                             failed: false,
                             full: false,
                         })
@@ -827,5 +845,86 @@ mod tests {
         };
         assert_eq!(first(&list, c, false, Some(&r)), Choice::Balance);
         assert_eq!(first(&list, c, true, Some(&r)), Choice::Refuse);
+    }
+
+    // ---- drain: a draining server keeps what is bound to it, and takes nothing new ----
+
+    #[test]
+    fn draining_keeps_bound_requests() {
+        let r = ring(4);
+        let list = List::new(4);
+        list.set(1, |p| p.draining = true);
+        for c in [
+            Claims {
+                route: Some(1),
+                session: true,
+                ..Claims::default()
+            },
+            Claims {
+                learned: Some(101),
+                session: true,
+                ..Claims::default()
+            },
+            Claims {
+                cookie: Some(201),
+                session: true,
+                ..Claims::default()
+            },
+            // A handshake with a route cookie is bound by the cookie, as with nginx's sticky.
+            Claims {
+                cookie: Some(201),
+                ..Claims::default()
+            },
+        ] {
+            let got = at(first(&list, c, false, Some(&r)));
+            assert_eq!(got.0, 1, "{c:?}");
+            assert_ne!(got.1, Status::Rebound);
+            // strict: a draining server is not out.
+            assert_eq!(at(first(&list, c, true, Some(&r))).0, 1);
+        }
+    }
+
+    #[test]
+    fn draining_takes_no_new_device() {
+        let r = ring(4);
+        let (h, walk) = device_of(&r, 2);
+        let list = List::new(4);
+        list.set(2, |p| p.draining = true);
+        let c = Claims {
+            device: Some(h),
+            ..Claims::default()
+        };
+        // The device's next server on the ring, as a substitute, strict or not.
+        assert_eq!(
+            at(first(&list, c, false, Some(&r))),
+            (walk[1], Status::Rebound)
+        );
+        assert_eq!(
+            at(first(&list, c, true, Some(&r))),
+            (walk[1], Status::Rebound)
+        );
+        // The device's open session stays: its learned sid binds it.
+        let c = Claims {
+            learned: Some(102),
+            session: true,
+            ..c
+        };
+        assert_eq!(at(first(&list, c, false, Some(&r))), (2, Status::Learned));
+    }
+
+    #[test]
+    fn draining_and_down_is_down() {
+        let list = List::new(2);
+        list.set(0, |p| {
+            p.draining = true;
+            p.failed = true;
+        });
+        let c = Claims {
+            learned: Some(100),
+            session: true,
+            ..Claims::default()
+        };
+        assert_eq!(first(&list, c, false, None), Choice::Balance);
+        assert_eq!(first(&list, c, true, None), Choice::Refuse);
     }
 }

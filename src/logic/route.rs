@@ -2,7 +2,8 @@
 //!
 //! Labels name `server` lines either by their 1-based position in the `upstream` block (`1`
 //! is the first line, backup lines count too but are never routed to), or, when the upstream
-//! has `socketio_sticky_route LABEL SERVER;` lines, by those labels only. A target is an index
+//! has labels of its own (`socketio_sticky_route LABEL SERVER;` lines, or `server ...
+//! route=LABEL` since nginx 1.29.6), by those labels only. A target is an index
 //! into the upstream's distinct primary server names ([`Routes::servers`]); repeated lines
 //! of one server share it.
 
@@ -14,6 +15,8 @@ pub struct Line {
     /// The server as written (`10.0.0.1:3000`, `app.internal:3000`).
     pub name: Vec<u8>,
     pub backup: bool,
+    /// Its `route=LABEL` parameter (nginx 1.29.6 and later).
+    pub label: Option<Vec<u8>>,
 }
 
 /// An explicit label: `socketio_sticky_route LABEL SERVER;`.
@@ -26,18 +29,40 @@ pub struct Label {
 /// Why explicit labels do not fit the upstream's servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
-    /// The label's server is not a `server` line of the upstream.
+    /// A `socketio_sticky_route` label's server is not a `server` line of the upstream.
     NoServer { label: String, server: String },
-    /// The label's server is a `backup` line.
+    /// A `socketio_sticky_route` label's server is a `backup` line.
     Backup { label: String, server: String },
+    /// A `socketio_sticky_route` label that a `server` line has as its `route=` too.
+    BothWays { label: String, server: String },
+    /// A `backup` server line with `route=`.
+    BackupLine { label: String, server: String },
+    /// Two servers with the same `route=`.
+    TwoServers {
+        label: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl RouteError {
     /// The label at fault.
     pub fn label(&self) -> &str {
         match self {
-            RouteError::NoServer { label, .. } | RouteError::Backup { label, .. } => label,
+            RouteError::NoServer { label, .. }
+            | RouteError::Backup { label, .. }
+            | RouteError::BothWays { label, .. }
+            | RouteError::BackupLine { label, .. }
+            | RouteError::TwoServers { label, .. } => label,
         }
+    }
+
+    /// Whether a `socketio_sticky_route` line is at fault (else the `server` lines are).
+    pub fn of_route_line(&self) -> bool {
+        matches!(
+            self,
+            RouteError::NoServer { .. } | RouteError::Backup { .. } | RouteError::BothWays { .. }
+        )
     }
 }
 
@@ -52,6 +77,23 @@ impl core::fmt::Display for RouteError {
                 f,
                 "label \"{label}\" names the backup server \"{server}\" (routes go to primary \
                  servers only)"
+            ),
+            RouteError::BothWays { label, server } => write!(
+                f,
+                "label \"{label}\" that server \"{server}\" has as its \"route=\" too"
+            ),
+            RouteError::BackupLine { label, server } => write!(
+                f,
+                "route label \"{label}\" on the backup server \"{server}\" (routes go to primary \
+                 servers only)"
+            ),
+            RouteError::TwoServers {
+                label,
+                first,
+                second,
+            } => write!(
+                f,
+                "route label \"{label}\" on two servers, \"{first}\" and \"{second}\""
             ),
         }
     }
@@ -94,8 +136,43 @@ impl Routes {
             positions.push(t);
         }
         let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let mut explicit = Vec::with_capacity(labels.len());
+        let mut explicit: Vec<(Vec<u8>, u32)> = Vec::with_capacity(labels.len());
+        // `server ... route=LABEL`: each label names one server (repeated lines of one server
+        // may repeat it).
+        let mut by_line: HashMap<&[u8], &[u8]> = HashMap::new();
+        for l in lines {
+            let Some(label) = l.label.as_deref() else {
+                continue;
+            };
+            if l.backup {
+                return Err(RouteError::BackupLine {
+                    label: shown(label),
+                    server: shown(&l.name),
+                });
+            }
+            match by_line.insert(label, &l.name) {
+                Some(other) if other != l.name.as_slice() => {
+                    return Err(RouteError::TwoServers {
+                        label: shown(label),
+                        first: shown(other),
+                        second: shown(&l.name),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(&t) = index.get(&l.name) {
+                        explicit.push((label.to_vec(), t));
+                    }
+                }
+            }
+        }
         for l in labels {
+            if let Some(server) = by_line.get(l.label.as_slice()) {
+                return Err(RouteError::BothWays {
+                    label: shown(&l.label),
+                    server: shown(server),
+                });
+            }
             match index.get(&l.server) {
                 Some(&t) => explicit.push((l.label.clone(), t)),
                 None if lines.iter().any(|x| x.name == l.server) => {
@@ -159,6 +236,7 @@ mod tests {
 
     fn line(name: &str, backup: bool) -> Line {
         Line {
+            label: None,
             name: name.as_bytes().to_vec(),
             backup,
         }
@@ -249,5 +327,63 @@ mod tests {
         assert_eq!(label("([0-9])$", b"Xk2Ut0yXa"), None);
         // An empty capture is no label.
         assert_eq!(label("^(b*)-", b"-x"), None);
+    }
+
+    fn labelled(name: &str, label: &str, backup: bool) -> Line {
+        Line {
+            label: Some(label.as_bytes().to_vec()),
+            ..line(name, backup)
+        }
+    }
+
+    #[test]
+    fn labels_of_server_lines() {
+        let lines = [
+            labelled("10.0.0.1:3000", "b1", false),
+            line("10.0.0.2:3000", false),
+            labelled("10.0.0.3:3000", "b3", false),
+            labelled("10.0.0.1:3000", "b1", false),
+        ];
+        let r = Routes::build(&lines, &[]).unwrap();
+        assert_eq!(r.target(b"b1"), Some(0));
+        assert_eq!(r.target(b"b3"), Some(2));
+        // Labels of their own: positions no longer count.
+        assert_eq!(r.target(b"2"), None);
+        // With socketio_sticky_route lines too: both kinds count.
+        let r = Routes::build(&lines, &[lbl("b2", "10.0.0.2:3000")]).unwrap();
+        assert_eq!(r.target(b"b2"), Some(1));
+        assert_eq!(r.target(b"b1"), Some(0));
+    }
+
+    #[test]
+    fn labels_of_server_lines_that_do_not_fit() {
+        let e = Routes::build(
+            &[
+                labelled("10.0.0.1:3000", "b1", false),
+                labelled("10.0.0.2:3000", "b1", false),
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route label \"b1\" on two servers, \"10.0.0.1:3000\" and \"10.0.0.2:3000\""
+        );
+        assert!(!e.of_route_line());
+        let e = Routes::build(&[labelled("10.0.0.9:3000", "b9", true)], &[]).unwrap_err();
+        assert!(matches!(e, RouteError::BackupLine { .. }));
+        let e = Routes::build(
+            &[
+                labelled("10.0.0.1:3000", "b1", false),
+                line("10.0.0.2:3000", false),
+            ],
+            &[lbl("b1", "10.0.0.2:3000")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "label \"b1\" that server \"10.0.0.1:3000\" has as its \"route=\" too"
+        );
+        assert!(e.of_route_line());
     }
 }

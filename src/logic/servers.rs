@@ -16,6 +16,8 @@ pub struct ServerLine {
     /// Its addresses when it resolved to more than one (each is then a member of its own);
     /// empty otherwise.
     pub addrs: Vec<Vec<u8>>,
+    /// Its `route=LABEL` (nginx 1.29.6 and later).
+    pub route: Option<Vec<u8>>,
 }
 
 /// Identity of a ring member: the `server` string as written and, when that server resolved
@@ -98,6 +100,7 @@ mod tests {
             weight: 1,
             backup: false,
             addrs: addrs.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            route: None,
         }
     }
 
