@@ -227,7 +227,11 @@ for i in "${incs[@]}"; do
 done
 TREE_SIG="$(cc -E -P "${inc_args[@]}" "${sig_c}" 2>/dev/null \
     | sed -n 's/.*NGX_RS_SIGNATURE_BEGIN\(.*\)NGX_RS_SIGNATURE_END.*/\1/p' | tr -d '" \t')" || TREE_SIG=""
-BIN_SIG="$(LC_ALL=C grep -aoE '[0-9]+,[0-9]+,[0-9]+,[01]{20,}' "$(readlink -f "${NGINX_BIN}")" | head -n1 || true)"
+# A wrapper (scripts/fetch-debian-nginx.sh) names the binary it runs on a `# binary:` line.
+SIG_FILE="$(readlink -f "${NGINX_BIN}")"
+wrapped="$(sed -n '2,5s/^# binary: //p' "${SIG_FILE}" 2>/dev/null | head -n1 || true)"
+[[ -n "${wrapped}" && -f "${wrapped}" ]] && SIG_FILE="${wrapped}"
+BIN_SIG="$(LC_ALL=C grep -aoE '[0-9]+,[0-9]+,[0-9]+,[01]{20,}' "${SIG_FILE}" | head -n1 || true)"
 if [[ -n "${TREE_SIG}" && -n "${BIN_SIG}" ]]; then
     [[ "${TREE_SIG}" == "${BIN_SIG}" ]] \
         || die "module signature mismatch: ${NGINX_BIN} has '${BIN_SIG}' but the tree configured with ${NGINX_SRC}/conf_flags gives '${TREE_SIG}'; a module built from it would not load"

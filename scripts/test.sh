@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the pure-logic unit tests, the Test::Nginx suite with
-# nginx 1.28 (vendored), the end-to-end tests with real Socket.IO servers and clients (t/e2e/run,
-# and t/e2e/fleet with two nginx nodes),
-# and the build for the system's own nginx (Debian 1.22) with the same suite and a smoke test
-# against it. Installs missing Debian packages when run as root.
+# Runs every test, stage after stage, each with its time: formatting and lints, the pure-logic
+# unit tests, the examples under `nginx -t`, the Test::Nginx suite on nginx 1.28 (vendored), the
+# end-to-end tests with real Socket.IO (one node, two nodes, faults), the benchmark harness in
+# its smoke modes, a --with-compat build loaded into another --with-compat nginx, the t/ suite
+# on the real nginx of Debian 13 (1.26) and Debian unstable (1.30) with real Socket.IO and
+# `drain` on 1.30, and the build for the system's own nginx (Debian 1.22) with a smoke test and
+# the suite. Installs missing Debian packages when run as root. SKIP_DEBIAN_NGINX=1 skips the
+# Debian 13/unstable part, SKIP_SYSTEM_NGINX=1 the system nginx part.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -13,13 +16,15 @@ failed=0
 failed_names=()
 stage() {
     local name=$1; shift
+    local t0=$SECONDS
     say "$name"
     if "$@"; then
         passed=$((passed + 1))
+        say "$name: passed in $((SECONDS - t0)) s"
     else
         failed=$((failed + 1))
         failed_names+=("$name")
-        printf 'FAILED: %s\n' "$name" >&2
+        printf 'FAILED: %s (after %d s)\n' "$name" $((SECONDS - t0)) >&2
     fi
 }
 
@@ -77,6 +82,39 @@ py_mpl=python3
 python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
 stage "bench/report.py --self-test" "$py_mpl" bench/report.py --self-test
 
+# nginx.org-style packages: a module built against the same version's source configured with
+# --with-compat alone loads into an nginx built with other options and --with-compat.
+stage "a --with-compat build loads into another --with-compat nginx" scripts/check-compat-build.sh
+
+# The nginx of Debian 13 (trixie, 1.26) and of Debian unstable (sid, 1.30): their real binaries,
+# fetched with apt (not installed) and run through their own suite's loader, with the module
+# built against their nginx-dev trees; the t/ suite on each, and real Socket.IO on 1.30.
+debian_nginx() { # debian_nginx SUITE: fetch, build; sets DEB_NGINX, DEB_MODULE, DEB_VERSION
+    local dir="$ROOT/target/debian-nginx/$1"
+    scripts/fetch-debian-nginx.sh "$1" "$dir" >&2 || return 1
+    DEB_NGINX="$dir/nginx"
+    DEB_VERSION=$("$DEB_NGINX" -v 2>&1 | sed 's|.*/||')
+    NGINX_DEV_SRC="$dir/root/usr/share/nginx/src" \
+        scripts/build-for-system-nginx.sh --nginx "$DEB_NGINX" >&2 || return 1
+    DEB_MODULE="$ROOT/target/nginx-$DEB_VERSION/$MODULE_SO_NAME"
+}
+if [ "${SKIP_DEBIAN_NGINX:-}" != 1 ] && command -v apt-get >/dev/null; then
+    need_debs dpkg-dev
+    for suite in trixie sid; do
+        DEB_NGINX="" DEB_MODULE=""
+        stage "fetch and build for Debian $suite's nginx" debian_nginx "$suite"
+        [ -n "$DEB_MODULE" ] || continue
+        stage "t/ suite, Debian $suite nginx $DEB_VERSION" run_suite "$DEB_NGINX" "$DEB_MODULE"
+        if [ "$suite" = sid ]; then
+            stage "e2e: socket.io 4 through nginx $DEB_VERSION" \
+                env TEST_NGINX_BINARY="$DEB_NGINX" TEST_NGINX_LOAD_MODULES="$DEB_MODULE" t/e2e/run
+            stage "e2e faults: drain on nginx $DEB_VERSION" \
+                env TEST_NGINX_BINARY="$DEB_NGINX" TEST_NGINX_LOAD_MODULES="$DEB_MODULE" \
+                t/e2e/faults --quick --scenarios drain
+        fi
+    done
+fi
+
 # The system's nginx (Debian/Ubuntu package `nginx`), built with `nginx-dev`'s source tree.
 if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
     need_debs nginx nginx-dev
@@ -91,5 +129,5 @@ fi
 if [ "$failed" -gt 0 ]; then
     printf 'failed stages: %s\n' "${failed_names[*]}" >&2
 fi
-echo "stages: $passed passed, $failed failed"
+echo "stages: $passed passed, $failed failed ($SECONDS s)"
 [ "$failed" -eq 0 ]
