@@ -36,6 +36,8 @@ fn main() {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!("cargo::rustc-check-cfg=cfg(ngx_upstream_sid)");
+    // cargo-fuzz builds the logic with `--cfg fuzzing` (fuzz/).
+    println!("cargo::rustc-check-cfg=cfg(fuzzing)");
     println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
     let version = std::env::var("DEP_NGINX_VERSION_NUMBER")
         .ok()

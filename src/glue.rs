@@ -1,6 +1,7 @@
 //! Small FFI helpers shared by the glue: panic containment, byte views of nginx strings and
 //! of nginx's header lists.
 
+use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ngx::ffi::{ngx_list_t, ngx_log_t, ngx_str_t, ngx_table_elt_t, NGX_LOG_ALERT};
@@ -12,6 +13,9 @@ pub fn guard<R>(log: *mut ngx_log_t, fallback: R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(_) => {
+            // The cycle's log, not a request's: nginx would append the request line (and its
+            // session id) to a line logged in request context.
+            let log = cycle_log().unwrap_or(log);
             if !log.is_null() {
                 ngx::ngx_log_error!(
                     NGX_LOG_ALERT,
@@ -21,6 +25,17 @@ pub fn guard<R>(log: *mut ngx_log_t, fallback: R, f: impl FnOnce() -> R) -> R {
             }
             fallback
         }
+    }
+}
+
+/// The running cycle's log: for lines that must not carry a request's context (nginx appends
+/// the client, the server and the request line to those).
+pub fn cycle_log() -> Option<*mut ngx_log_t> {
+    // SAFETY: `ngx_cycle` is nginx's pointer to the running cycle, set before any module code
+    // runs; its log lives as long as the cycle.
+    unsafe {
+        let cycle = ptr::addr_of!(ngx::ffi::ngx_cycle).read();
+        cycle.as_ref().map(|c| c.log).filter(|l| !l.is_null())
     }
 }
 

@@ -13,7 +13,7 @@ use ngx::ffi::{
 };
 
 use crate::conf::{KeySource, SrvConf};
-use crate::glue::{bytes, multi_header};
+use crate::glue::{bytes, cycle_log, multi_header};
 use crate::logic::choose::Status;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Look, Sniffed};
@@ -218,7 +218,8 @@ unsafe fn buf_bytes<'a>(b: &ngx_buf_t) -> &'a [u8] {
     unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) }
 }
 
-/// Stores `sid -> peer` in the zone.
+/// Stores `sid -> peer` in the zone. What it logs names no session and is logged without the
+/// request's context (nginx would append the request line).
 fn store(pd: &mut PeerData, conf: &SrvConf, sid: &[u8], peer: u64, log: *mut ngx_log_t) {
     if conf.zone.is_null() {
         return;
@@ -235,16 +236,37 @@ fn store(pd: &mut PeerData, conf: &SrvConf, sid: &[u8], peer: u64, log: *mut ngx
         log_tag(sid),
         peer
     );
-    if let Some(Learned::Replaced { warn: true, total }) = learned {
-        // SAFETY: the zone is valid (see above).
-        let name = unsafe { crate::zone::zone_name(conf.zone) };
+    let Some((learned, evictions, capacity)) = learned else {
+        return;
+    };
+    let cycle = cycle_log().unwrap_or(log);
+    // SAFETY: the zone is valid (see above).
+    let name = || unsafe { crate::zone::zone_name(conf.zone) };
+    if let Learned::Replaced { warn: true, total } = learned {
         ngx::ngx_log_error!(
             NGX_LOG_WARN,
-            log,
+            cycle,
             "socketio_sticky: two backends minted the same session id, the newest wins \
              (zone \"{}\", {} so far)",
-            name,
+            name(),
             total
+        );
+    }
+    if let Some(e) = evictions {
+        ngx::ngx_log_error!(
+            NGX_LOG_WARN,
+            cycle,
+            "socketio_sticky: zone \"{}\" is full and evicts sessions: {} {}, {} of them in use \
+             (it holds {} sessions; a larger zone keeps more)",
+            name(),
+            e.evicted,
+            if e.seconds > 0 {
+                format!("in the last {} s", e.seconds)
+            } else {
+                "so far".to_string()
+            },
+            e.used,
+            capacity
         );
     }
 }

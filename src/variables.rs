@@ -1,8 +1,8 @@
-//! `$socketio_sticky_key` and `$socketio_sticky_status`.
+//! `$socketio_sticky_key`, `$socketio_sticky_status` and `$socketio_sticky_evicted`.
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_pt, ngx_http_request_t,
-    ngx_http_variable_value_t, ngx_int_t, ngx_str_t, ngx_uint_t, NGX_ERROR,
+    ngx_http_variable_value_t, ngx_int_t, ngx_pnalloc, ngx_str_t, ngx_uint_t, NGX_ERROR,
     NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
 };
 
@@ -14,9 +14,10 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid configuration.
     let log = unsafe { (*cf).log };
     guard(log, NGX_ERROR as ngx_int_t, || {
-        let vars: [(&'static [u8], ngx_http_get_variable_pt); 2] = [
+        let vars: [(&'static [u8], ngx_http_get_variable_pt); 3] = [
             (b"socketio_sticky_key", Some(key_variable)),
             (b"socketio_sticky_status", Some(status_variable)),
+            (b"socketio_sticky_evicted", Some(evicted_variable)),
         ];
         for (name, handler) in vars {
             let mut name = ngx_str_t {
@@ -87,6 +88,36 @@ unsafe extern "C" fn status_variable(
         unsafe {
             let status = peer_data::of_request(r).and_then(|pd| pd.status);
             set_value(v, status.map(|s| s.as_bytes()))
+        }
+    })
+}
+
+/// The sessions the zone of the request's upstream has evicted so far because it was full.
+unsafe extern "C" fn evicted_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request with a connection.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_ERROR as ngx_int_t, || {
+        // SAFETY: `r` is valid; the zone belongs to the running cycle; the number is written
+        // into the request's pool.
+        unsafe {
+            let zone = peer_data::of_request(r).map(|pd| pd.conf().zone);
+            let Some(n) = zone
+                .filter(|z| !z.is_null())
+                .and_then(|z| crate::zone::evicted(z))
+            else {
+                return set_value(v, None);
+            };
+            let text = n.to_string();
+            let p = ngx_pnalloc((*r).pool, text.len()).cast::<u8>();
+            if p.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            core::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
+            set_value(v, Some(core::slice::from_raw_parts(p, text.len())))
         }
     })
 }

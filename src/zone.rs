@@ -20,7 +20,7 @@ use ngx::ffi::{
 };
 
 use crate::glue::guard;
-use crate::logic::table::{layout, Entry, Header, Layout, Learned, Table};
+use crate::logic::table::{layout, Entry, Evictions, Header, Layout, Learned, Table};
 use crate::state_mapping::{self, Mapping, Opened};
 
 /// What a worker knows of a zone: where its table is. Lives in the configuration pool (dropped
@@ -168,13 +168,8 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
 
         if let Some(path) = ctx.state.as_deref() {
             if ngx_test_config != 0 {
-                return match state_mapping::check(path) {
-                    Ok(()) => NGX_OK as ngx_int_t,
-                    Err(e) => {
-                        ngx::ngx_log_error!(NGX_LOG_EMERG, log, "socketio_sticky: {}", e);
-                        NGX_ERROR as ngx_int_t
-                    }
-                };
+                // `nginx -t`: the directive looked at the file already; nothing is touched.
+                return NGX_OK as ngx_int_t;
             }
             let previous = old
                 .filter(|o| o.state.as_deref() == Some(path))
@@ -352,7 +347,8 @@ pub unsafe fn lookup(zone: *mut ngx_shm_zone_t, sid: &[u8], now: u32, timeout: u
     .flatten()
 }
 
-/// Stores `sid -> peer` as the most recently used session; `None` when the zone has no table.
+/// Stores `sid -> peer` as a new session, and says what the table evicted since its last
+/// report, if it is time to report it; `None` when the zone has no table.
 ///
 /// # Safety
 /// As for [`lookup`].
@@ -362,14 +358,28 @@ pub unsafe fn learn(
     peer: u64,
     now: u32,
     timeout: u32,
-) -> Option<Learned> {
+) -> Option<(Learned, Option<Evictions>, usize)> {
     // SAFETY: guaranteed by the caller.
     unsafe {
         with_table(zone, |t| {
             let d = t.digest(sid);
-            t.learn(d, peer, now, timeout)
+            let learned = t.learn(d, peer, now, timeout);
+            (
+                learned,
+                t.eviction_report(now),
+                t.header().capacity as usize,
+            )
         })
     }
+}
+
+/// The sessions the zone's table has evicted so far (it was full); `None` without a table.
+///
+/// # Safety
+/// As for [`lookup`].
+pub unsafe fn evicted(zone: *mut ngx_shm_zone_t) -> Option<u64> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { with_table(zone, |t| t.header().evictions) }
 }
 
 /// Runs `f` on the zone's table under its lock (the state file's, or the zone's mutex);
@@ -400,4 +410,16 @@ unsafe fn with_table<R>(zone: *mut ngx_shm_zone_t, f: impl FnOnce(&mut Table) ->
 pub unsafe fn zone_name(zone: *mut ngx_shm_zone_t) -> String {
     // SAFETY: the name lives in the configuration pool.
     unsafe { String::from_utf8_lossy(crate::glue::bytes(&(*zone).shm.name)).into_owned() }
+}
+
+/// The zone's name when no `zone=NAME:SIZE` anywhere gave it a size (nginx would only say
+/// "zero size shared memory zone" later, without the directive's place).
+///
+/// # Safety
+/// `zone` must be null or valid.
+pub unsafe fn without_size(zone: *mut ngx_shm_zone_t) -> Option<String> {
+    // SAFETY: a valid zone, or null.
+    let z = unsafe { zone.as_ref() }?;
+    // SAFETY: as above.
+    (z.shm.size == 0).then(|| unsafe { zone_name(zone) })
 }

@@ -990,9 +990,11 @@ for a slow, loaded machine (a use may come up to 2.5s late).
 
 
 
-=== TEST 16: LRU: a 32k zone shared by two upstreams forgets the oldest of 3000 later sessions
-Backend K mints one known sid; backend M mints "lru-N" for the handshake n=N (ids known in
-advance, so that the newest ones can be followed), 3000 of them in three SSI pages.
+=== TEST 16: a full 32k zone shared by two upstreams: a session in use outlives 3000 later handshakes nobody followed; of those, the oldest are forgotten
+Backend K mints one known sid, which is then used once (a polling request); backend M mints
+"lru-N" for the handshake n=N (ids known in advance, so that the newest ones can be
+followed), 3000 of them in three SSI pages (TEST 16b, 16c, the same nginx): the evictions take
+only those, and are logged once (at most one line a minute per zone), without naming a session.
 --- http_config
     upstream lru_known {
         socketio_sticky zone=tiny:32k;
@@ -1031,23 +1033,52 @@ advance, so that the newest ones can be followed), 3000 of them in three SSI pag
 [map { ["p$_.html", ::lru_page($_)] } 1 .. 3]
 --- request eval
 ["GET /k/?EIO=4&transport=polling",
- "GET /k/?EIO=4&transport=polling&sid=lru-known-Vw3Xy4Za5AAA",
- "GET /p1.html", "GET /p2.html", "GET /p3.html",
+ "GET /k/?EIO=4&transport=polling&sid=lru-known-Vw3Xy4Za5AAA"]
+--- response_body eval
+['0{"sid":"lru-known-Vw3Xy4Za5AAA","upgrades":[]}',
+ "K learned\n"]
+--- no_error_log
+[error]
+is full
+
+
+
+=== TEST 16b: the first thousand handshakes fill the zone: one line says so
+The same nginx (no --- config).
+--- request
+GET /p1.html
+--- response_body eval
+::lru_body(1)
+--- timeout: 30
+--- grep_error_log eval
+qr/socketio_sticky: zone "tiny" is full and evicts sessions: .*/
+--- grep_error_log_out
+socketio_sticky: zone "tiny" is full and evicts sessions: 1 so far, 0 of them in use (it holds 792 sessions; a larger zone keeps more)
+--- no_error_log
+[error]
+lru-known-Vw3Xy4Za5AAA
+lru-0
+
+
+
+=== TEST 16c: 2000 more: no new line within the minute; the session in use is kept, the oldest unused ones are gone
+The same nginx (no --- config).
+--- request eval
+["GET /p2.html", "GET /p3.html",
  "GET /k/?EIO=4&transport=polling&sid=lru-known-Vw3Xy4Za5AAA",
  "GET /m/?EIO=4&transport=polling&sid=lru-0001",
  "GET /m/?EIO=4&transport=polling&sid=lru-3000",
  "GET /m/?EIO=4&transport=polling&sid=lru-2999",
  "GET /m/?EIO=4&transport=polling&sid=lru-2901"]
 --- response_body eval
-['0{"sid":"lru-known-Vw3Xy4Za5AAA","upgrades":[]}',
- "K learned\n",
- (map { ::lru_body($_) } 1 .. 3),
- "K fallback\n", "M fallback\n", "M learned\n", "M learned\n", "M learned\n"]
+[(map { ::lru_body($_) } 2 .. 3),
+ "K learned\n", "M fallback\n", "M learned\n", "M learned\n", "M learned\n"]
 --- timeout: 30
 --- no_error_log
 [error]
-[warn]
+is full
 lru-known-Vw3Xy4Za5AAA
+lru-0001
 
 
 

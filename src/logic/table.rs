@@ -3,29 +3,44 @@
 //!
 //! Layout (all indices, no pointers, so the block means the same in every process):
 //! a [`Header`], then `nbuckets` bucket heads (`u32`), then `capacity` [`Entry`]s of 32 bytes.
-//! There is one bucket per entry, so chains stay short. Entries sit on two lists: their
-//! bucket's chain (`hnext`) and one doubly linked recency list (`prev`/`next`, most recently
-//! used at `head`, at a resolution of one second). Unused entries are handed out in order (`used`), freed ones go on a free
-//! list (through `hnext`). When every entry is taken the least recently used one is reused, so
-//! inserting never fails.
+//! There is one bucket per entry, so chains stay short. Unused entries are handed out in order
+//! (`used`), freed ones go on a free list (through `hnext`).
+//!
+//! **Two recency lists, so that a flood of handshakes cannot push out the sessions in use** (a
+//! segmented LRU): a session learned from a handshake enters *probation*; the first request
+//! that finds it moves it to *protected*, whose entries are moved to its front when used again
+//! (at a resolution of one second). When every entry is taken, a new session evicts the least
+//! recently used entry of probation: a handshake nobody followed up. Only while probation is
+//! empty does it evict the least recently used protected session. Protected holds at most
+//! 15/16 of the table (see [`Table::protected_max`]); beyond that, promoting an entry moves the
+//! least recently used protected one back to probation, so that new sessions always have room
+//! to live until their first request. Inserting never fails.
 //!
 //! The key is a keyed 64-bit digest of the session id (`hash::sid_digest`, a multiply-fold
 //! hash) under a random 128-bit key chosen when the zone is created; the id itself is never
-//! stored. With `n` entries, the chance that an
-//! unknown id matches some entry is about `n / 2^64` per lookup (5e-14 at a million entries)
-//! and the chance that two live ids share a digest is about `n^2 / 2^65` (3e-8 at a million).
+//! stored. With `n` entries, the chance that an unknown id matches some entry is about
+//! `n / 2^64` per lookup (5e-14 at a million entries) and the chance that two live ids share a
+//! digest is about `n^2 / 2^65` (3e-8 at a million).
 //!
-//! Every walk is bounded and every index is checked, so a corrupted block (a worker killed in
-//! the middle of an update) gives wrong answers at worst, never a crash or an endless loop.
+//! Every walk is bounded, every index is checked and every counter saturates, so a corrupted
+//! block (a worker killed in the middle of an update) gives wrong answers at worst, never a
+//! crash, an overflow or an endless loop.
 
 use super::hash::sid_digest;
 
-/// "No entry".
-pub const NIL: u32 = u32::MAX;
+/// "No entry" (index fields hold 31 bits).
+pub const NIL: u32 = 0x7fff_ffff;
+/// The top bit of [`Entry::prev`]: the entry is in the protected list.
+const PROTECTED: u32 = 0x8000_0000;
+/// The top bit of [`Entry::next`]: the entry was used after it was learned (it stays set when
+/// the entry goes back on probation).
+const USED: u32 = 0x8000_0000;
 /// Format tag of the block; a zone kept over a reload is reused only when it matches.
-pub const MAGIC: u64 = 0x736f_636b_7374_0003;
+pub const MAGIC: u64 = 0x736f_636b_7374_0004;
 /// Longest bucket chain walked; chains of random digests are far shorter.
 const MAX_CHAIN: usize = 64;
+/// Seconds between two log lines about the same kind of event.
+const REPORT_EVERY: u32 = 60;
 
 /// One learned session (32 bytes).
 #[repr(C)]
@@ -39,11 +54,54 @@ pub struct Entry {
     pub last: u32,
     /// Next entry of the same bucket, or of the free list.
     pub hnext: u32,
-    /// Recency list: the more recently used neighbour.
+    /// Its recency list's more recently used neighbour; the top bit says which list
+    /// (`PROTECTED`).
     pub prev: u32,
-    /// Recency list: the less recently used neighbour.
+    /// Its recency list's less recently used neighbour; the top bit says whether it was used
+    /// since it was learned (`USED`).
     pub next: u32,
 }
+
+impl Entry {
+    fn prev_index(&self) -> u32 {
+        self.prev & NIL
+    }
+
+    fn protected(&self) -> bool {
+        self.prev & PROTECTED != 0
+    }
+
+    fn set_prev(&mut self, index: u32) {
+        self.prev = (self.prev & PROTECTED) | (index & NIL);
+    }
+
+    fn next_index(&self) -> u32 {
+        self.next & NIL
+    }
+
+    fn used(&self) -> bool {
+        self.next & USED != 0
+    }
+
+    fn set_next(&mut self, index: u32) {
+        self.next = (self.next & USED) | (index & NIL);
+    }
+}
+
+/// One recency list: most recently used at `head`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct List {
+    pub head: u32,
+    pub tail: u32,
+    pub len: u32,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+    len: 0,
+};
 
 /// The block's header.
 #[repr(C)]
@@ -57,21 +115,27 @@ pub struct Header {
     pub used: u32,
     /// Head of the free list.
     pub free: u32,
-    /// Live entries.
-    pub count: u32,
-    /// Most recently used entry.
-    pub head: u32,
-    /// Least recently used entry.
-    pub tail: u32,
+    /// Probation (`[0]`: learned, not used since) and protected (`[1]`: used since).
+    pub lists: [List; 2],
     /// When the last "same session id from two backends" warning was logged.
     pub last_warn: u32,
+    /// When evictions were last reported.
+    pub last_evict_report: u32,
     /// Session ids learned from a second backend while the first entry was live.
     pub collisions: u64,
     /// Live entries dropped because the table was full.
     pub evictions: u64,
+    /// Of those, sessions that had been used after their handshake.
+    pub evicted_used: u64,
     /// Entries dropped because they expired.
     pub expired: u64,
+    /// `evictions` and `evicted_used` when evictions were last reported.
+    pub evictions_reported: u64,
+    pub evicted_used_reported: u64,
 }
+
+const PROBATION: usize = 0;
+const PROTECTED_LIST: usize = 1;
 
 /// Where the parts of a block of a given size go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +154,7 @@ const ENTRY_SIZE: usize = core::mem::size_of::<Entry>();
 pub const BYTES_PER_SESSION: usize = ENTRY_SIZE + 4;
 
 /// The layout for a block of `bytes` bytes (8-byte aligned), or `None` if not even one
-/// entry fits or the capacity would not fit the 32-bit indices.
+/// entry fits or the capacity would not fit the 31-bit indices.
 pub fn layout(bytes: usize) -> Option<Layout> {
     let room = bytes.checked_sub(HEADER_SIZE + 8)?;
     let capacity = (room / BYTES_PER_SESSION).min(NIL as usize - 1);
@@ -120,6 +184,17 @@ pub enum Learned {
     Replaced { warn: bool, total: u64 },
 }
 
+/// Evictions since the last report (see [`Table::eviction_report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evictions {
+    /// Sessions evicted since the last report.
+    pub evicted: u64,
+    /// Of those, sessions in use (used after their handshake).
+    pub used: u64,
+    /// Seconds since the last report (0 for the first one).
+    pub seconds: u32,
+}
+
 /// A view of a formatted block.
 pub struct Table<'a> {
     hdr: &'a mut Header,
@@ -144,13 +219,8 @@ impl<'a> Table<'a> {
             nbuckets,
             used: 0,
             free: NIL,
-            count: 0,
-            head: NIL,
-            tail: NIL,
-            last_warn: 0,
-            collisions: 0,
-            evictions: 0,
-            expired: 0,
+            lists: [EMPTY; 2],
+            ..Header::default()
         };
         buckets.fill(NIL);
         Some(Table {
@@ -185,29 +255,38 @@ impl<'a> Table<'a> {
 
     /// Live entries (expired ones count until they are met).
     pub fn live(&self) -> usize {
-        self.hdr.count as usize
+        let [p, q] = self.hdr.lists;
+        p.len.saturating_add(q.len) as usize
     }
 
-    #[cfg(test)]
+    /// The header, to read the counters.
     pub fn header(&self) -> &Header {
         self.hdr
     }
 
-    /// The peer learned for `digest`, refreshing the entry; an expired entry is dropped.
+    /// The most entries the protected list holds: all but a sixteenth of the table, so that
+    /// new sessions always have room to live until their first request.
+    pub fn protected_max(&self) -> u32 {
+        let c = self.entries.len() as u32;
+        c - c / 16
+    }
+
+    /// The peer learned for `digest`, refreshing the entry (its first use after the handshake
+    /// protects it); an expired entry is dropped.
     #[inline]
     pub fn lookup(&mut self, digest: u64, now: u32, timeout: u32) -> Option<u64> {
         let (index, _) = self.find(digest)?;
         let e = *self.entries.get(index as usize)?;
         if expired(e.last, now, timeout) {
             self.remove(index);
-            self.hdr.expired += 1;
+            self.hdr.expired = self.hdr.expired.saturating_add(1);
             return None;
         }
         self.touch(index, now);
         Some(e.peer)
     }
 
-    /// Stores `digest -> peer` as the most recently used entry.
+    /// Stores `digest -> peer` as the most recently learned entry (on probation).
     pub fn learn(&mut self, digest: u64, peer: u64, now: u32, timeout: u32) -> Learned {
         if let Some((index, _)) = self.find(digest) {
             let Some(e) = self.entries.get_mut(index as usize) else {
@@ -216,12 +295,21 @@ impl<'a> Table<'a> {
             let live = !expired(e.last, now, timeout);
             let old = e.peer;
             e.peer = peer;
-            self.touch(index, now);
-            if !live || old == peer {
-                return if live { Learned::Same } else { Learned::New };
+            if !live {
+                // A new session under an old id: on probation, as any new one.
+                e.last = now;
+                e.next &= !USED;
+                self.unlink(index);
+                self.push_front(PROBATION, index);
+                return Learned::New;
             }
-            self.hdr.collisions += 1;
-            let warn = self.hdr.last_warn == 0 || now.wrapping_sub(self.hdr.last_warn) >= 60;
+            self.touch(index, now);
+            if old == peer {
+                return Learned::Same;
+            }
+            self.hdr.collisions = self.hdr.collisions.saturating_add(1);
+            let warn =
+                self.hdr.last_warn == 0 || now.wrapping_sub(self.hdr.last_warn) >= REPORT_EVERY;
             if warn {
                 self.hdr.last_warn = now.max(1);
             }
@@ -231,15 +319,17 @@ impl<'a> Table<'a> {
             };
         }
 
-        // Expired entries at the old end go first, a couple per insertion.
-        for _ in 0..2 {
-            let tail = self.hdr.tail;
-            match self.entries.get(tail as usize) {
-                Some(e) if expired(e.last, now, timeout) => {
-                    self.remove(tail);
-                    self.hdr.expired += 1;
+        // Expired entries at the old ends go first, a couple per insertion.
+        for list in [PROBATION, PROTECTED_LIST] {
+            for _ in 0..2 {
+                let tail = self.list(list).tail;
+                match self.entries.get(tail as usize) {
+                    Some(e) if expired(e.last, now, timeout) => {
+                        self.remove(tail);
+                        self.hdr.expired = self.hdr.expired.saturating_add(1);
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
         }
 
@@ -261,13 +351,35 @@ impl<'a> Table<'a> {
         if let Some(b) = self.buckets.get_mut(bucket) {
             *b = index;
         }
-        self.push_front(index);
-        self.hdr.count += 1;
+        self.push_front(PROBATION, index);
         Learned::New
     }
 
+    /// The evictions since the last report, at most once a minute (the caller logs them then,
+    /// naming no session); `None` when there were none or the last report is recent.
+    pub fn eviction_report(&mut self, now: u32) -> Option<Evictions> {
+        let h = &mut *self.hdr;
+        let evicted = h.evictions.saturating_sub(h.evictions_reported);
+        if evicted == 0 {
+            return None;
+        }
+        let since = now.wrapping_sub(h.last_evict_report);
+        if h.last_evict_report != 0 && since < REPORT_EVERY {
+            return None;
+        }
+        let report = Evictions {
+            evicted,
+            used: h.evicted_used.saturating_sub(h.evicted_used_reported),
+            seconds: if h.last_evict_report == 0 { 0 } else { since },
+        };
+        h.last_evict_report = now.max(1);
+        h.evictions_reported = h.evictions;
+        h.evicted_used_reported = h.evicted_used;
+        Some(report)
+    }
+
     /// Drops the entry of `digest`, if any.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub fn forget(&mut self, digest: u64) -> bool {
         match self.find(digest) {
             Some((index, _)) => {
@@ -276,6 +388,14 @@ impl<'a> Table<'a> {
             }
             None => false,
         }
+    }
+
+    fn list(&self, which: usize) -> List {
+        self.hdr.lists.get(which).copied().unwrap_or(EMPTY)
+    }
+
+    fn list_mut(&mut self, which: usize) -> Option<&mut List> {
+        self.hdr.lists.get_mut(which)
     }
 
     #[inline]
@@ -300,7 +420,8 @@ impl<'a> Table<'a> {
         None
     }
 
-    /// A free entry: from the free list, the never-used part, or the least recently used.
+    /// A free entry: from the free list, the never-used part, or by evicting the least
+    /// recently used entry of probation (of protected while probation is empty).
     fn allocate(&mut self) -> Option<u32> {
         let free = self.hdr.free;
         if let Some(e) = self.entries.get(free as usize) {
@@ -311,17 +432,23 @@ impl<'a> Table<'a> {
             self.hdr.used += 1;
             return Some(self.hdr.used - 1);
         }
-        let tail = self.hdr.tail;
-        self.entries.get(tail as usize)?;
-        self.remove(tail);
-        self.hdr.evictions += 1;
+        let victim = match self.list(PROBATION).tail {
+            t if self.entries.get(t as usize).is_some() => t,
+            _ => self.list(PROTECTED_LIST).tail,
+        };
+        let used = self.entries.get(victim as usize)?.used();
+        self.remove(victim);
+        self.hdr.evictions = self.hdr.evictions.saturating_add(1);
+        if used {
+            self.hdr.evicted_used = self.hdr.evicted_used.saturating_add(1);
+        }
         let free = self.hdr.free;
         let e = self.entries.get(free as usize)?;
         self.hdr.free = e.hnext;
         Some(free)
     }
 
-    /// Unlinks an entry from its bucket and the recency list and frees it.
+    /// Unlinks an entry from its bucket and its recency list and frees it.
     fn remove(&mut self, index: u32) {
         let Some(e) = self.entries.get(index as usize).copied() else {
             return;
@@ -356,75 +483,103 @@ impl<'a> Table<'a> {
             };
         }
         self.hdr.free = index;
-        self.hdr.count = self.hdr.count.saturating_sub(1);
     }
 
-    /// Marks an entry used now: it becomes the most recently used. Recency has a resolution of
-    /// one second: an entry already used in this second keeps its place.
+    /// Marks an entry used now. On probation, it is protected from now on (whatever the
+    /// second); protected, it becomes the most recently used, at a resolution of one second.
     fn touch(&mut self, index: u32, now: u32) {
         let Some(e) = self.entries.get_mut(index as usize) else {
             return;
         };
-        if e.last == now {
+        let protected = e.protected();
+        if protected && e.last == now {
             return;
         }
         e.last = now;
-        if self.hdr.head != index {
-            self.unlink(index);
-            self.push_front(index);
+        if protected && self.list(PROTECTED_LIST).head == index {
+            return;
+        }
+        self.unlink(index);
+        self.push_front(PROTECTED_LIST, index);
+        // Protected is full: its least recently used entry goes back on probation.
+        if self.list(PROTECTED_LIST).len > self.protected_max() {
+            let tail = self.list(PROTECTED_LIST).tail;
+            if tail != index && self.entries.get(tail as usize).is_some() {
+                self.unlink(tail);
+                self.push_front(PROBATION, tail);
+            }
         }
     }
 
+    /// Takes an entry out of its recency list (the list's bit of the entry is kept).
     fn unlink(&mut self, index: u32) {
         let Some(e) = self.entries.get(index as usize).copied() else {
             return;
         };
-        match self.entries.get_mut(e.prev as usize) {
-            Some(p) => p.next = e.next,
+        let which = usize::from(e.protected());
+        let (prev, next) = (e.prev_index(), e.next_index());
+        let mut list = self.list(which);
+        match self.entries.get_mut(prev as usize) {
+            Some(p) => p.set_next(next),
             None => {
-                if self.hdr.head == index {
-                    self.hdr.head = e.next;
+                if list.head == index {
+                    list.head = next;
                 }
             }
         }
-        match self.entries.get_mut(e.next as usize) {
-            Some(n) => n.prev = e.prev,
+        match self.entries.get_mut(next as usize) {
+            Some(n) => n.set_prev(prev),
             None => {
-                if self.hdr.tail == index {
-                    self.hdr.tail = e.prev;
+                if list.tail == index {
+                    list.tail = prev;
                 }
             }
         }
+        list.len = list.len.saturating_sub(1);
+        if let Some(l) = self.list_mut(which) {
+            *l = list;
+        }
         if let Some(x) = self.entries.get_mut(index as usize) {
-            x.prev = NIL;
-            x.next = NIL;
+            x.set_prev(NIL);
+            x.set_next(NIL);
         }
     }
 
-    fn push_front(&mut self, index: u32) {
-        let head = self.hdr.head;
+    /// Puts an unlinked entry at the front of list `which`.
+    fn push_front(&mut self, which: usize, index: u32) {
+        let mut list = self.list(which);
         if let Some(x) = self.entries.get_mut(index as usize) {
-            x.prev = NIL;
-            x.next = head;
+            x.prev = if which == PROTECTED_LIST {
+                PROTECTED | NIL
+            } else {
+                NIL
+            };
+            // Protected once, used for good.
+            x.next = (x.next & USED) | if which == PROTECTED_LIST { USED } else { 0 } | list.head;
         }
-        match self.entries.get_mut(head as usize) {
-            Some(h) => h.prev = index,
-            None => self.hdr.tail = index,
+        match self.entries.get_mut(list.head as usize) {
+            Some(h) => h.set_prev(index),
+            None => list.tail = index,
         }
-        self.hdr.head = index;
+        list.head = index;
+        list.len = list.len.saturating_add(1);
+        if let Some(l) = self.list_mut(which) {
+            *l = list;
+        }
     }
 
-    /// Entries from most to least recently used (bounded by the capacity), for tests.
+    /// Entries of list `which` from most to least recently used (bounded by the capacity),
+    /// for tests.
     #[cfg(test)]
-    fn recency(&self) -> Vec<u32> {
+    fn recency(&self, which: usize) -> Vec<u32> {
         let mut out = Vec::new();
-        let mut i = self.hdr.head;
+        let mut i = self.list(which).head;
         while let Some(e) = self.entries.get(i as usize) {
             out.push(i);
             if out.len() > self.entries.len() {
                 break;
             }
-            i = e.next;
+            i = e.next_index();
         }
         out
     }
@@ -524,7 +679,7 @@ mod tests {
         assert_eq!(t.lookup(d[3], 15, 600), Some(3));
         assert_eq!(t.header().evictions, 1);
         assert_eq!(t.live(), 3);
-        assert_eq!(t.recency().len(), 3);
+        assert_eq!(t.recency(0).len() + t.recency(1).len(), 3);
     }
 
     #[test]
@@ -637,7 +792,7 @@ mod tests {
                     live.insert(key, key as u64);
                 }
             }
-            assert_eq!(t.recency().len(), t.live());
+            assert_eq!(t.recency(0).len() + t.recency(1).len(), t.live());
             assert!(t.live() <= 64);
         }
     }
@@ -658,8 +813,15 @@ mod tests {
             e.prev = 1_000_000;
         }
         b.buckets.iter_mut().for_each(|x| *x = 3);
-        b.hdr.tail = 5;
+        b.hdr.lists[0].tail = 5;
+        b.hdr.lists[1] = List {
+            head: 9,
+            tail: 2,
+            len: u32::MAX,
+        };
         b.hdr.free = 12;
+        b.hdr.evictions = u64::MAX;
+        b.hdr.expired = u64::MAX - 1;
         let mut t = b.table();
         for i in 0..100 {
             let d = t.digest(&sid(i));
@@ -667,5 +829,136 @@ mod tests {
             let _ = t.learn(d, 1, 2, 600);
             let _ = t.forget(d);
         }
+    }
+
+    #[test]
+    fn a_flood_of_handshakes_keeps_the_sessions_in_use() {
+        // A 1 MiB table's capacity, 500 sessions in use, a million handshakes nobody follows.
+        let cap = layout(1 << 20).unwrap().capacity;
+        let mut b = Block::new(cap);
+        let mut t = b.table();
+        let used: Vec<u64> = (0..500).map(|i| t.digest(&sid(i))).collect();
+        for (i, &d) in used.iter().enumerate() {
+            t.learn(d, i as u64, 1000, 600);
+        }
+        let mut now = 1000;
+        for i in 0..1_000_000usize {
+            // The sessions poll every 2 s; the flood is 45,000 handshakes a second.
+            if i % 45_000 == 0 {
+                now += 1;
+            }
+            if i % 90_000 == 0 {
+                for (k, &d) in used.iter().enumerate() {
+                    assert_eq!(
+                        t.lookup(d, now, 600),
+                        Some(k as u64),
+                        "session {k} lost at {i}"
+                    );
+                }
+            }
+            let d = t.digest(format!("flood-{i}").as_bytes());
+            t.learn(d, 7, now, 600);
+        }
+        for (k, &d) in used.iter().enumerate() {
+            assert_eq!(t.lookup(d, now, 600), Some(k as u64));
+        }
+        assert_eq!(t.header().evicted_used, 0);
+        assert!(t.header().evictions > 900_000);
+        // The newest handshakes are there: they have room until their first request.
+        assert!(t.lookup(t.digest(b"flood-999999"), now, 600).is_some());
+    }
+
+    #[test]
+    fn first_use_protects_within_the_second() {
+        let mut b = Block::new(4);
+        let mut t = b.table();
+        let d: Vec<u64> = (0..6).map(|i| t.digest(&sid(i))).collect();
+        t.learn(d[0], 0, 10, 600);
+        // Used in the second it was learned: protected all the same.
+        assert_eq!(t.lookup(d[0], 10, 600), Some(0));
+        assert_eq!(t.recency(1), vec![0]);
+        for (i, &digest) in d.iter().enumerate().skip(1) {
+            t.learn(digest, i as u64, 10, 600);
+        }
+        // Five handshakes through a table of four: the used session stays.
+        assert_eq!(t.lookup(d[0], 11, 600), Some(0));
+        assert_eq!(t.header().evicted_used, 0);
+        assert_eq!(t.header().evictions, 2);
+    }
+
+    #[test]
+    fn protected_holds_at_most_fifteen_sixteenths() {
+        let mut b = Block::new(64);
+        let mut t = b.table();
+        assert_eq!(t.protected_max(), 60);
+        for i in 0..64 {
+            let d = t.digest(&sid(i));
+            t.learn(d, i as u64, 100 + i as u32, 600);
+            t.lookup(d, 100 + i as u32, 600);
+        }
+        assert_eq!(t.recency(1).len(), 60);
+        assert_eq!(t.recency(0).len(), 4);
+        // The least recently used went back on probation, most recent first.
+        assert_eq!(t.recency(0), vec![3, 2, 1, 0]);
+        // A new session evicts one of those, not a protected one.
+        t.learn(t.digest(b"new"), 99, 200, 600);
+        assert_eq!(t.lookup(t.digest(&sid(0)), 200, 600), None);
+        assert_eq!(t.header().evicted_used, 1);
+        assert_eq!(t.lookup(t.digest(&sid(63)), 200, 600), Some(63));
+    }
+
+    #[test]
+    fn while_probation_is_empty_a_used_session_goes() {
+        let mut b = Block::new(1);
+        let mut t = b.table();
+        let (a, z) = (t.digest(b"a"), t.digest(b"z"));
+        t.learn(a, 1, 10, 600);
+        t.lookup(a, 10, 600);
+        t.learn(z, 2, 11, 600);
+        assert_eq!(t.lookup(a, 12, 600), None);
+        assert_eq!(t.lookup(z, 12, 600), Some(2));
+        assert_eq!(t.header().evicted_used, 1);
+    }
+
+    #[test]
+    fn expired_ids_learned_again_start_on_probation() {
+        let mut b = Block::new(8);
+        let mut t = b.table();
+        let d = t.digest(b"a");
+        t.learn(d, 1, 100, 5);
+        t.lookup(d, 101, 5);
+        assert_eq!(t.recency(1), vec![0]);
+        assert_eq!(t.learn(d, 2, 200, 5), Learned::New);
+        assert_eq!(t.recency(1), Vec::<u32>::new());
+        assert_eq!(t.recency(0), vec![0]);
+    }
+
+    #[test]
+    fn evictions_are_reported_at_most_once_a_minute() {
+        let mut b = Block::new(2);
+        let mut t = b.table();
+        assert_eq!(t.eviction_report(100), None);
+        for i in 0..5 {
+            t.learn(t.digest(&sid(i)), 0, 100, 600);
+        }
+        assert_eq!(
+            t.eviction_report(100),
+            Some(Evictions {
+                evicted: 3,
+                used: 0,
+                seconds: 0
+            })
+        );
+        t.learn(t.digest(&sid(9)), 0, 120, 600);
+        assert_eq!(t.eviction_report(120), None);
+        assert_eq!(
+            t.eviction_report(160),
+            Some(Evictions {
+                evicted: 1,
+                used: 0,
+                seconds: 60
+            })
+        );
+        assert_eq!(t.eviction_report(300), None);
     }
 }
