@@ -10,15 +10,17 @@ use core::ptr;
 use core::sync::atomic::AtomicU64;
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ngx::ffi::{getpid, kill, mmap, munmap, sched_yield, MAP_SHARED, PROT_READ, PROT_WRITE};
+use ngx::ffi::{
+    access, getpid, kill, mmap, munmap, sched_yield, MAP_SHARED, PROT_READ, PROT_WRITE, W_OK, X_OK,
+};
 
-use crate::logic::state_file::{self as state, FileHeader, PidLock, HEADER_LEN};
+use crate::logic::state_file::{self as state, FileHeader, Found, PidLock, HEADER_LEN};
 use crate::logic::table::Layout;
 
 /// A state file mapped into this process; unmapped and closed on drop (when the cycle that
@@ -136,7 +138,10 @@ pub fn open(
             Err(e) => return Err(fail("open()", e)),
         },
     };
-    if let Some(f) = existing {
+    if let Some(mut f) = existing {
+        if whose(&mut f).map_err(|e| format!("\"{}\" {e}", show(path)))? == Found::Foreign {
+            return Err(format!("\"{}\" {FOREIGN}", show(path)));
+        }
         let file_len = f.metadata().map_err(|e| fail("fstat()", e))?.len();
         // Only a file of exactly this length is mapped: a shorter one would fault.
         if file_len == len as u64 {
@@ -187,26 +192,85 @@ fn table_ok(m: &Mapping, opens: impl Fn(*mut u8, Layout) -> bool) -> bool {
     opens(m.block(), m.layout)
 }
 
-/// Checks (for `nginx -t`) that the state file could be opened or created, without touching it.
+/// Checks, without touching anything, that the state file can be used: an existing path must
+/// be an empty file or a state file of this module, readable and writable; a new one needs a
+/// directory this process can write to. (Run when the directive is parsed, so that `nginx -t`
+/// finds a typo before a start would.)
 pub fn check(path: &CStr) -> Result<(), String> {
     let p = Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
-    if p.exists() {
-        return OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(p)
-            .map(drop)
-            .map_err(|e| format!("open() \"{}\" failed ({})", show(path), os(&e)));
+    match std::fs::metadata(p) {
+        Ok(m) if !m.is_file() => return Err("is not a regular file".into()),
+        Ok(_) => {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(|e| format!("cannot be opened ({})", os(&e)))?;
+            return whose(&mut f).and_then(|w| match w {
+                Found::Foreign => Err(FOREIGN.into()),
+                Found::Empty | Found::Ours => Ok(()),
+            });
+        }
+        // Not there, or a file on the way where a directory should be: the directory is
+        // what is wrong then, and said below.
+        Err(e)
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(format!("cannot be looked at ({})", os(&e)))
+        }
+        Err(_) => {}
     }
     let dir = match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!("\"{}\" is not a directory", dir.display())),
-        Err(e) => Err(format!("stat() \"{}\" failed ({})", dir.display(), os(&e))),
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "is in \"{}\", which is not a directory",
+                dir.display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "is in the directory \"{}\", which cannot be used ({})",
+                dir.display(),
+                os(&e)
+            ))
+        }
     }
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| "has a NUL byte".to_string())?;
+    // SAFETY: a NUL-terminated path; access(2) only checks permissions.
+    if unsafe { access(c_dir.as_ptr(), (W_OK | X_OK) as i32) } != 0 {
+        return Err(format!(
+            "is in the directory \"{}\", which this process cannot write to ({})",
+            dir.display(),
+            os(&io::Error::last_os_error())
+        ));
+    }
+    Ok(())
+}
+
+/// Why a foreign file is refused.
+const FOREIGN: &str = "is a file of something else, not a socketio_sticky state file: it is left \
+                       untouched (give state= a path of its own)";
+
+/// What an open file at a `state=` path is.
+fn whose(f: &mut File) -> Result<Found, String> {
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot be looked at ({})", os(&e)))?
+        .len();
+    let mut head = [0u8; 8];
+    let n = f
+        .read(&mut head)
+        .map_err(|e| format!("cannot be read ({})", os(&e)))?;
+    Ok(state::found(len, head.get(..n).unwrap_or_default()))
 }
 
 /// An error as nginx writes one: `2: No such file or directory`.

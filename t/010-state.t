@@ -1,7 +1,8 @@
 # The state file (`state=PATH`): the session table lives in a file that a new nginx maps again,
 # so learned sessions outlive the master process (a binary upgrade; here, a full restart
-# between blocks). A file of another size or format is replaced by a new table; `nginx -t`
-# reports state files that two zones share or that cannot be made.
+# between blocks). A state file of another size or format is replaced by a new table; a file
+# that is not a state file is never touched: `nginx -t` and a start refuse it with the
+# directive's place, as they do state files that two zones share or that cannot be made.
 #
 # The file lives outside the server root (which is remade for every block), in a directory
 # made for this test file.
@@ -16,6 +17,18 @@ no_shuffle();
 log_level('notice');
 
 $ENV{TEST_NGINX_STATE_DIR} = tempdir('sticky-state-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+# Files that blocks below find in place before their nginx starts: one that is not a state file
+# (TEST 4, 4b), an empty one (TEST 4d), and a file where a directory is expected (TEST 8).
+sub ::write_file {
+    my ($name, $content) = @_;
+    open(my $f, '>', "$ENV{TEST_NGINX_STATE_DIR}/$name") or die "$name: $!";
+    print $f $content;
+    close $f or die "$name: $!";
+}
+::write_file('junk.sticky', "x" x 300000);
+::write_file('empty.sticky', '');
+::write_file('plain', '');
 
 ::fixed_ports('TEST_NGINX_STATE_PORT_', 2);
 
@@ -105,14 +118,58 @@ keeps 1 sessions
 
 
 
-=== TEST 4: a file that is not a state file is replaced, not trusted
---- init
-open(my $f, '>', "$ENV{TEST_NGINX_STATE_DIR}/junk.sticky") or die;
-print $f "x" x 300000;
-close $f;
+=== TEST 4: a file that is not a state file is refused, and left as it was
 --- http_config
     upstream backend {
         socketio_sticky zone=junk:64k state=$TEST_NGINX_STATE_DIR/junk.sticky;
+        server 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*junk\.sticky" that is a file of something else, not a socketio_sticky state file: it is left untouched \(give state= a path of its own\) in \S*nginx\.conf:\d+}
+
+
+
+=== TEST 4b: the refused file is as it was
+--- config
+    location = /junk {
+        alias $TEST_NGINX_STATE_DIR/junk.sticky;
+    }
+--- request
+GET /junk
+--- response_body eval
+"x" x 300000
+--- no_error_log
+[error]
+
+
+
+=== TEST 4c: state= naming nginx's own configuration file (a typo that would have destroyed it)
+--- http_config
+    upstream backend {
+        socketio_sticky zone=typo:64k state=conf/nginx.conf;
+        server 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- config
+    location /t {
+        proxy_pass http://backend;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*conf/nginx\.conf" that is a file of something else, not a socketio_sticky state file: it is left untouched \(give state= a path of its own\) in \S*nginx\.conf:\d+}
+
+
+
+=== TEST 4d: an empty file is used (nothing to lose)
+--- http_config
+    upstream backend {
+        socketio_sticky zone=empty:64k state=$TEST_NGINX_STATE_DIR/empty.sticky;
         server 127.0.0.1:$TEST_NGINX_SERVER_PORT;
     }
 --- config
@@ -130,7 +187,7 @@ backend
 --- response_headers
 X-Status: fallback
 --- error_log
-socketio_sticky: zone "junk" starts a new table of
+socketio_sticky: zone "empty" starts a new table of
 --- no_error_log
 [error]
 [warn]
@@ -192,4 +249,21 @@ qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*b\.sticky" but zon
 --- must_die
 --- suppress_stderr
 --- error_log eval
-qr{\[emerg\] .*socketio_sticky: zone "one": open\(\) of a new "\S*a\.sticky" failed \(2: No such file or directory\)}
+qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*/no/such/dir/a\.sticky" that is in the directory "\S*/no/such/dir", which cannot be used \(2: No such file or directory\) in \S*nginx\.conf:\d+}
+
+
+
+=== TEST 8: a state file whose directory is a file
+--- http_config
+    upstream a {
+        socketio_sticky zone=one:64k state=$TEST_NGINX_STATE_DIR/plain/a.sticky;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- config
+    location /t {
+        proxy_pass http://a;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr{\[emerg\] .*"socketio_sticky" directive has state file "\S*/plain/a\.sticky" that is in "\S*/plain", which is not a directory in \S*nginx\.conf:\d+}

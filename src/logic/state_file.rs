@@ -39,6 +39,28 @@ pub fn file_layout(size: usize) -> Option<(usize, Layout)> {
     Some((HEADER_LEN + l.total, l))
 }
 
+/// What a file at a `state=` path is, from its length and its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Empty: nothing to lose, a table is made in it.
+    Empty,
+    /// A state file of this module (of any size or table format).
+    Ours,
+    /// Anything else: never overwritten.
+    Foreign,
+}
+
+/// What a file of `len` bytes that begins with `head` is.
+pub fn found(len: u64, head: &[u8]) -> Found {
+    if len == 0 {
+        return Found::Empty;
+    }
+    match head.first_chunk::<8>() {
+        Some(m) if u64::from_ne_bytes(*m) == FILE_MAGIC => Found::Ours,
+        _ => Found::Foreign,
+    }
+}
+
 /// Whether a mapped file of `file_len` bytes whose header reads `hdr` is a state file made for
 /// `expected_len` bytes by this table format (it can then be used as it is).
 pub fn header_matches(hdr: &FileHeader, file_len: u64, expected_len: usize) -> bool {
@@ -129,6 +151,15 @@ mod tests {
         assert!(l.capacity > 29_000);
         assert!(file_layout(HEADER_LEN).is_none());
         assert!(file_layout(10).is_none());
+    }
+
+    #[test]
+    fn what_a_file_is() {
+        assert_eq!(found(0, b""), Found::Empty);
+        assert_eq!(found(4096, &FILE_MAGIC.to_ne_bytes()), Found::Ours);
+        assert_eq!(found(7, b"\x31\x66\x74\x73"), Found::Foreign);
+        assert_eq!(found(100, b"user root;\nworker_processes"), Found::Foreign);
+        assert_eq!(found(8, &[0; 8]), Found::Foreign);
     }
 
     #[test]
