@@ -10,8 +10,7 @@ use ngx::ffi::{
     ngx_cached_time, ngx_conf_t, ngx_http_request_t, ngx_http_upstream_get_round_robin_peer,
     ngx_http_upstream_init_round_robin, ngx_http_upstream_init_round_robin_peer,
     ngx_http_upstream_rr_peers_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t,
-    ngx_int_t, ngx_peer_connection_t, ngx_str_t, NGX_BUSY, NGX_ERROR, NGX_LOG_EMERG, NGX_LOG_INFO,
-    NGX_OK,
+    ngx_int_t, ngx_peer_connection_t, ngx_str_t, NGX_BUSY, NGX_ERROR, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleServerConf};
 
@@ -355,8 +354,9 @@ unsafe fn refuse(
     // SAFETY: the list's name is configuration memory.
     unsafe {
         (*pc).name = (*peers).name;
-        ngx::ngx_log_error!(
-            NGX_LOG_INFO,
+        // At debug level only: in request context nginx appends the request line, which
+        // carries the session id. nginx itself logs "no live upstreams" as an error next.
+        ngx::ngx_log_debug!(
             (*pc).log,
             "socketio_sticky: the session's server is out and \"strict\" is set: no other \
              server tried"

@@ -125,6 +125,15 @@ unsafe fn socketio_sticky(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_cha
         },
         None => None,
     };
+    // A typo must not cost a file: what is at the path is looked at now, by `nginx -t` too.
+    if let Some(path) = &state {
+        if let Err(why) = crate::state_mapping::check(path) {
+            return conf_error(
+                cf,
+                &format!("has state file \"{}\" that {why}", path.to_string_lossy()),
+            );
+        }
+    }
     // SAFETY: `cf` is the configuration being parsed.
     conf.zone = match unsafe { crate::zone::add_zone(cf, &zone_name, zone_size, state) } {
         Ok(z) => z,
@@ -369,6 +378,38 @@ pub unsafe fn check_upstreams(cf: *mut ngx_conf_t) -> ngx_int_t {
                 "\"socketio_sticky_route\" directive needs \"socketio_sticky\" in the same \
                  upstream in {}",
                 place
+            );
+            return NGX_ERROR as ngx_int_t;
+        }
+        let no_size = match conf.enabled {
+            // SAFETY: the upstream's zone, declared by the directive (or null).
+            true => unsafe { crate::zone::without_size(conf.zone) },
+            false => None,
+        };
+        if let Some(name) = no_size {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "\"socketio_sticky\" directive has zone \"{name}\" without a size, and no \
+                 \"zone={name}:SIZE\" gives it one in {}",
+                conf.place
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            );
+            return NGX_ERROR as ngx_int_t;
+        }
+        // Another balancer given after the directive replaced it: its init never ran.
+        if conf.enabled && conf.placement.is_none() {
+            ngx::ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "\"socketio_sticky\" directive is replaced by a load balancing method given \
+                 after it in the same upstream (one method per upstream) in {}",
+                conf.place
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
             );
             return NGX_ERROR as ngx_int_t;
         }

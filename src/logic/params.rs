@@ -181,6 +181,8 @@ pub enum ParamError {
     BadBalance(String),
     /// `state=` with an empty path.
     EmptyState,
+    /// `cookie=NAME` names a cookie the session id is read from.
+    CookieIsSidCookie(String),
 }
 
 impl fmt::Display for ParamError {
@@ -213,6 +215,11 @@ impl fmt::Display for ParamError {
                 "has invalid balance \"{b}\", expected round_robin or least_conn"
             ),
             ParamError::EmptyState => write!(f, "has an empty path in \"state=\""),
+            ParamError::CookieIsSidCookie(name) => write!(
+                f,
+                "has \"cookie={name}\", the cookie the session id is read from (\"cookie:{name}\" \
+                 of \"sid=\"): the route cookie needs a name of its own"
+            ),
             ParamError::BadCookieName(n) => write!(f, "has invalid cookie name \"{n}\""),
             ParamError::BadCookieValue(p) => write!(f, "has invalid value in \"{p}\""),
             ParamError::CookieAttrWithoutCookie(p) => {
@@ -294,6 +301,16 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
         }
     }
     params.cookie = cookie.finish()?;
+    // The route cookie would overwrite the cookie the backends mint the session id in.
+    if let Some(c) = &params.cookie {
+        let sid_cookie = params.sid.iter().any(|s| match s {
+            Source::Cookie(n) => n.eq_ignore_ascii_case(&c.name),
+            _ => false,
+        });
+        if sid_cookie {
+            return Err(ParamError::CookieIsSidCookie(lossy(&c.name)));
+        }
+    }
     Ok(params)
 }
 
@@ -830,6 +847,27 @@ mod tests {
         assert_eq!(parse_time(b"1y"), Some(365 * 86_400));
         assert_eq!(parse_time(b"1m30"), Some(90));
         assert_eq!(parse_time(b"30 s"), None);
+    }
+
+    #[test]
+    fn route_cookie_is_not_a_sid_cookie() {
+        let err = |a: &[&str]| p(a).unwrap_err().to_string();
+        assert_eq!(
+            err(&["cookie=io"]),
+            "has \"cookie=io\", the cookie the session id is read from (\"cookie:io\" of \
+             \"sid=\"): the route cookie needs a name of its own"
+        );
+        assert_eq!(
+            p(&["cookie=IO"]),
+            Err(ParamError::CookieIsSidCookie("IO".into()))
+        );
+        assert_eq!(
+            p(&["sid=arg:sid,cookie:engine", "cookie=engine"]),
+            Err(ParamError::CookieIsSidCookie("engine".into()))
+        );
+        // Without a cookie: source of that name, the name is free.
+        assert!(p(&["sid=arg:sid", "cookie=io"]).is_ok());
+        assert!(p(&["cookie=srv"]).is_ok());
     }
 
     #[test]

@@ -99,8 +99,9 @@ impl Look {
 /// (`io=abc; Path=/; HttpOnly` with name `io` gives `abc`). Only the leading `name=value` pair
 /// counts (what follows `;` are attributes). The name matches exactly (case-sensitively);
 /// spaces and tabs around the name and the value are ignored; the value ends at `;` or at
-/// the end; surrounding double quotes are removed; an empty value gives `None`. The value is
-/// returned as sent (Engine.IO percent-encodes it; its generated ids need no encoding).
+/// the end; surrounding double quotes are removed; an empty value, or one longer than
+/// [`MAX_KEY_LEN`] bytes, gives `None`. The value is returned as sent (Engine.IO
+/// percent-encodes it; its generated ids need no encoding).
 pub fn set_cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     if name.is_empty() {
         return None;
@@ -111,7 +112,8 @@ pub fn set_cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         return None;
     }
     let v = unquote(trim(pair.get(eq + 1..)?));
-    (!v.is_empty()).then_some(v)
+    // As for ids in a body: longer ones are no session id a request could match.
+    (!v.is_empty() && v.len() <= MAX_KEY_LEN).then_some(v)
 }
 
 /// Why the bytes gave no sid.
@@ -1451,6 +1453,14 @@ mod tests {
         assert_eq!(io(b"other=1; io=abc"), None);
         assert_eq!(set_cookie(b"io=abc; Path=/", b"Path"), None);
         assert_eq!(set_cookie(b"io=abc", b""), None);
+        // As long as a sid may be, and no longer.
+        let longest = format!("io={}", "k".repeat(MAX_KEY_LEN));
+        assert_eq!(
+            set_cookie(longest.as_bytes(), b"io").map(<[u8]>::len),
+            Some(MAX_KEY_LEN)
+        );
+        let long = format!("io={}; Path=/", "k".repeat(10_000));
+        assert_eq!(set_cookie(long.as_bytes(), b"io"), None);
         assert_eq!(set_cookie(b"=abc", b""), None);
         assert_eq!(
             set_cookie(b"my.sid=s%3Aabc; Path=/", b"my.sid"),
