@@ -77,6 +77,7 @@ stage "e2e faults (quick)" t/e2e/faults --quick
 stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
 stage "bench/throughput --quick" env BENCH_NO_BUILD=1 bench/throughput --quick
 stage "bench/e2e-scale --quick" env BENCH_NO_BUILD=1 bench/e2e-scale --quick
+stage "bench/flood --quick: live sessions through a handshake flood" env BENCH_NO_BUILD=1 bench/flood --quick
 # The chart needs matplotlib: Debian's python3-matplotlib, for Debian's python3.
 py_mpl=python3
 python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
