@@ -322,8 +322,11 @@ impl<'a> Table<'a> {
             };
         }
 
-        // Expired entries at the old ends go first, a couple per insertion.
-        for list in [PROBATION, PROTECTED_LIST] {
+        // In a full table, expired entries at the old ends go first, a couple per insertion
+        // (they would be found and dropped by a lookup anyway; here they spare a live one).
+        let full = self.entries.get(self.hdr.free as usize).is_none()
+            && self.hdr.used >= self.hdr.capacity;
+        for list in [PROBATION, PROTECTED_LIST].into_iter().filter(|_| full) {
             for _ in 0..2 {
                 let tail = self.list(list).tail;
                 match self.entries.get(tail as usize) {
@@ -490,16 +493,25 @@ impl<'a> Table<'a> {
 
     /// Marks an entry used now. On probation, it is protected from now on (whatever the
     /// second); protected, it becomes the most recently used, at a resolution of one second.
+    #[inline]
     fn touch(&mut self, index: u32, now: u32) {
+        match self.entries.get(index as usize) {
+            Some(e) if e.protected() && e.last == now => {}
+            Some(_) => self.move_up(index, now),
+            None => {}
+        }
+    }
+
+    /// `touch` in a new second, or the first use.
+    #[inline(never)]
+    fn move_up(&mut self, index: u32, now: u32) {
         let Some(e) = self.entries.get_mut(index as usize) else {
             return;
         };
         let protected = e.protected();
-        if protected && e.last == now {
-            return;
-        }
         e.last = now;
-        if protected && self.list(PROTECTED_LIST).head == index {
+        if protected {
+            self.bring_forward(PROTECTED_LIST, index);
             return;
         }
         self.unlink(index);
@@ -511,6 +523,40 @@ impl<'a> Table<'a> {
                 self.unlink(tail);
                 self.push_front(PROBATION, tail);
             }
+        }
+    }
+
+    /// Moves an entry of list `which` to that list's front (the list's length and the
+    /// entry's bits unchanged): unlink and push in one, for the common case of a protected
+    /// session used again.
+    fn bring_forward(&mut self, which: usize, index: u32) {
+        let Some(mut list) = self.hdr.lists.get(which).copied() else {
+            return;
+        };
+        let Some(e) = self.entries.get(index as usize).copied() else {
+            return;
+        };
+        if list.head == index {
+            return;
+        }
+        let (prev, next) = (e.prev_index(), e.next_index());
+        if let Some(p) = self.entries.get_mut(prev as usize) {
+            p.set_next(next);
+        }
+        match self.entries.get_mut(next as usize) {
+            Some(n) => n.set_prev(prev),
+            None => list.tail = prev,
+        }
+        if let Some(h) = self.entries.get_mut(list.head as usize) {
+            h.set_prev(index);
+        }
+        if let Some(x) = self.entries.get_mut(index as usize) {
+            x.set_prev(NIL);
+            x.set_next(list.head);
+        }
+        list.head = index;
+        if let Some(l) = self.hdr.lists.get_mut(which) {
+            *l = list;
         }
     }
 
@@ -720,8 +766,9 @@ mod tests {
         // A clock going back expires nothing.
         t.learn(d, 1, 200, 5);
         assert_eq!(t.lookup(d, 150, 5), Some(1));
-        // Expired entries at the old end are reclaimed by insertions.
-        let mut b = Block::new(10);
+        // In a full table, expired entries at the old end are reclaimed by insertions (two
+        // each), before anything is evicted; a table with room leaves them to lookups.
+        let mut b = Block::new(5);
         let mut t = b.table();
         for i in 0..5 {
             t.learn(t.digest(&sid(i)), 0, 100, 5);
@@ -729,6 +776,7 @@ mod tests {
         t.learn(t.digest(b"new"), 0, 200, 5);
         assert_eq!(t.live(), 4);
         assert_eq!(t.header().expired, 2);
+        assert_eq!(t.header().evictions, 0);
         // An expired id learned again is new, not a collision.
         let d = t.digest(&sid(4));
         assert_eq!(t.learn(d, 9, 300, 5), Learned::New);
