@@ -124,3 +124,34 @@ pub unsafe fn multi_header<'r>(all: &ngx::ffi::ngx_array_t) -> impl Iterator<Ite
         .filter_map(|&h| unsafe { h.as_ref() })
         .map(|h| unsafe { bytes(&h.value) })
 }
+
+/// Keeps this library mapped until the process exits, once per process.
+///
+/// The module's statics hold heap blocks for the process's lifetime (the spare list of
+/// request states, the regex crate's caches). nginx unloads its modules when a process exits;
+/// once the library is unmapped those blocks look lost to a leak checker, and code a Rust
+/// library registered (thread-local destructors) must not be unmapped early. Pinning changes
+/// nothing else: a reload loads the new cycle's modules while the old cycle still holds them,
+/// so nginx reuses the library that is loaded either way.
+pub fn pin_module() {
+    static PINNED: std::sync::Once = std::sync::Once::new();
+    PINNED.call_once(|| {
+        let mut info = core::mem::MaybeUninit::<ngx::ffi::Dl_info>::zeroed();
+        // SAFETY: `dladdr` fills `info` for an address inside a loaded object (this
+        // function's own code); `dli_fname` is then that object's path, NUL-terminated and
+        // owned by the loader. `dlopen` with RTLD_NOLOAD only takes another reference to the
+        // object already loaded (never loads one) and RTLD_NODELETE keeps it mapped; the
+        // handle is deliberately never closed.
+        unsafe {
+            let here = pin_module as *const core::ffi::c_void;
+            if ngx::ffi::dladdr(here, info.as_mut_ptr()) == 0 {
+                return;
+            }
+            let name = info.assume_init().dli_fname;
+            if !name.is_null() {
+                let flags = ngx::ffi::RTLD_NOW | ngx::ffi::RTLD_NOLOAD | ngx::ffi::RTLD_NODELETE;
+                ngx::ffi::dlopen(name, flags as core::ffi::c_int);
+            }
+        }
+    });
+}

@@ -95,11 +95,13 @@ pub static mut ngx_http_upstream_socketio_sticky_module: ngx_module_t = ngx_modu
 ngx::ngx_modules!(ngx_http_upstream_socketio_sticky_module);
 
 /// `postconfiguration`: every upstream is initialised by now; check what only the whole
-/// configuration shows, then put the response filters in place.
+/// configuration shows, then put the response filters in place. The library stays mapped
+/// from now on (`glue::pin_module`).
 unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid configuration.
     let log = unsafe { (*cf).log };
     glue::guard(log, NGX_ERROR as ngx_int_t, || {
+        glue::pin_module();
         // SAFETY: nginx passes the configuration being finished.
         unsafe {
             let rc = directive::check_upstreams(cf);
