@@ -55,7 +55,7 @@ our @USER_FUNCS = qw(
 );
 
 # Modes of the real module that this runner does not implement.
-our @UNSUPPORTED_ENV = qw(TEST_NGINX_USE_VALGRIND
+our @UNSUPPORTED_ENV = qw(TEST_NGINX_VALGRIND_EXIT_ON_FIRST_ERR
     TEST_NGINX_USE_STAP TEST_NGINX_USE_RR TEST_NGINX_CHECK_LEAK
     TEST_NGINX_BENCHMARK TEST_NGINX_USE_HTTP2 TEST_NGINX_USE_HTTP3
     TEST_NGINX_NO_NGINX_MANAGER TEST_NGINX_NO_CLEAN TEST_NGINX_ERROR_LOG);
@@ -93,6 +93,20 @@ our $Verbose              = $ENV{TEST_NGINX_VERBOSE};
 our $Randomize            = $ENV{TEST_NGINX_RANDOMIZE};
 our $FastShutdown         = $ENV{TEST_NGINX_FAST_SHUTDOWN};
 our $UseHup               = $ENV{TEST_NGINX_USE_HUP};
+
+# Valgrind mode (see "VALGRIND MODE" in the POD): nginx runs under valgrind
+# memcheck, every wait of the runner is scaled by $ValgrindFactor, and the
+# records valgrind writes are checked after every block.
+our $UseValgrind          = $ENV{TEST_NGINX_USE_VALGRIND};
+undef $UseValgrind if defined $UseValgrind && !$UseValgrind;
+our $ValgrindBinary       = $ENV{TEST_NGINX_VALGRIND_BINARY} || 'valgrind';
+our $ValgrindFactor       = 1;
+if ($UseValgrind) {
+    my $f = $ENV{TEST_NGINX_VALGRIND_TIMEOUT_FACTOR};
+    $ValgrindFactor = defined $f && looks_like_number($f) && $f > 0 ? $f : 5;
+    # the pause after starting nginx and before reading the logs
+    $TestNginxSleep *= $ValgrindFactor unless $ENV{TEST_NGINX_SLEEP};
+}
 
 our (@BlockPreprocessors, @ResponseBodyChecks, @CleanupHandlers,
      @TestCleanupHandlers, @EnvToNginx);
@@ -287,6 +301,13 @@ sub is_str (@) {
 
 sub _log {
     warn "[compat] ", @_, "\n" if $Verbose;
+}
+
+# A time limit of the runner, longer under valgrind (nginx runs 10 to 50
+# times slower there).  `--- wait` is not scaled: it is test logic.
+sub _scaled ($) {
+    my $secs = shift;
+    return $secs * $ValgrindFactor;
 }
 
 sub parse_time ($) {
@@ -489,13 +510,13 @@ sub kill_process_tree ($$) {
     };
 
     kill $first, $pid;
-    return if $wait_gone->($Timeout > 1 ? $Timeout : 1);
+    return if $wait_gone->(_scaled($Timeout > 1 ? $Timeout : 1));
 
     push @all, map { _children_of($_) } @all;
     warn "WARNING: $what - nginx (pid $pid) did not exit on SIG$first; "
          . "sending TERM\n";
     kill 'TERM', grep { is_running($_) } @all;
-    return if $wait_gone->(1);
+    return if $wait_gone->(_scaled(1));
 
     warn "WARNING: $what - killing nginx (pid $pid) with SIGKILL\n";
     kill 'KILL', grep { is_running($_) } @all;
@@ -697,6 +718,8 @@ sub setup_server_root () {
                 @entries = grep { $_ ne '.' && $_ ne '..' } readdir $dh;
                 closedir $dh;
             }
+            # valgrind's logs are kept for the whole test file
+            @entries = grep { $_ ne 'valgrind' } @entries if $UseValgrind;
             remove_tree(map { "$ServRoot/$_" } @entries);
         } else {
             # be careful with a directory we did not create
@@ -790,7 +813,7 @@ sub _main_conf_text ($$) {
         . "(t/compat) for: $name\n";
     $c .= "load_module $_;\n" for @modules;
     $c .= "worker_processes $Workers;\n"
-        . "daemon $DaemonEnabled;\n"
+        . "daemon " . (_valgrind_for($block) ? 'off' : $DaemonEnabled) . ";\n"
         . "master_process " . ($UseHup ? 'on' : $MasterProcessEnabled) . ";\n"
         . "error_log $err_log_file $LogLevel;\n"
         . "pid $PidFile;\n";
@@ -872,6 +895,7 @@ sub _launch_nginx ($) {
     # -e (startup error log) exists since nginx 1.19.5
     push @cmd, '-e', $ErrLogFile if $NginxVersion >= 1.019005;
     push @cmd, '-p', "$ServRoot/", '-c', $ConfFile;
+    return _launch_nginx_valgrind($block, \@cmd) if _valgrind_for($block);
     _log("starting: @cmd");
 
     unlink $StderrFile;
@@ -895,7 +919,7 @@ sub _launch_nginx ($) {
     }
 
     # nginx parses the config, binds, forks the daemon and its parent exits
-    my $deadline = time + ($Timeout > 10 ? $Timeout : 10);
+    my $deadline = time + _scaled($Timeout > 10 ? $Timeout : 10);
     my $status;
     while (1) {
         my $r = waitpid($pid, POSIX::WNOHANG());
@@ -923,6 +947,407 @@ sub _launch_nginx ($) {
     $r{exec_failed} = 1 if ($r{exit_code} // 0) == 127
                            && $stderr =~ /^exec .* failed/m;
     return \%r;
+}
+
+# ---------------------------------------------------------------------------
+# valgrind mode (TEST_NGINX_USE_VALGRIND): nginx runs under valgrind memcheck
+# (daemon off); every process writes its own log (--log-file=...%p), which
+# is parsed into records after every block.  A record with a frame of the
+# module under test fails the block; other records are notes.
+# ---------------------------------------------------------------------------
+
+our $VgDir    = File::Spec->catfile($ServRoot, 'valgrind');
+our $VgRawDir = File::Spec->catfile($VgDir, 'raw');
+our (@VgSuppressions, $VgModuleRe, $VgGenSupp);
+our (%VgOffset, %VgPending, %VgProcBlock);
+our $VgBlockSeq = 0;
+our $VgBlockStart;          # when the current block started (or nginx stopped)
+our %VgTotals = map { ($_ => 0) }
+    qw(blocks records module other failing ignored warnings);
+
+# Does this block's nginx run under valgrind?  Not a --- must_die block (as
+# in the real module: nginx is expected to exit at once there).
+sub _valgrind_for ($) {
+    my $block = shift;
+    return 0 unless $UseValgrind;
+    return 0 if defined $block && defined $block->must_die;
+    return 1;
+}
+
+sub _valgrind_command () {
+    my @vg = ($ValgrindBinary);
+    if ($UseValgrind =~ /^\d+$/) {
+        # the real Test::Nginx's options
+        push @vg, qw(--num-callers=100 -q --tool=memcheck --leak-check=full
+                     --keep-debuginfo=yes --show-possibly-lost=no
+                     --gen-suppressions=all);
+    } else {
+        # the variable names valgrind's options
+        push @vg, '-q', split(' ', $UseValgrind);
+    }
+    push @vg, map { "--suppressions=$_" } @VgSuppressions;
+    # (last, so that it wins: the runner reads the records from there)
+    push @vg, "--log-file=$VgRawDir/vg.%p.log";
+    return @vg;
+}
+
+# Frames of the module under test: the .so files of TEST_NGINX_LOAD_MODULES
+# ("(in /path/lib....so)" when the object has no line tables), the Rust
+# crate of a lib<crate>.so ("<crate>::..."), TEST_NGINX_VALGRIND_MODULE_FRAMES
+# (a Perl regex, e.g. for C modules built with line tables, whose frames
+# name source files instead of the object).
+sub _vg_module_re () {
+    my @alts;
+    my $extra = $ENV{TEST_NGINX_VALGRIND_MODULE_FRAMES};
+    if (defined $extra && length $extra) {
+        eval { qr/$extra/ } or bail_out("bad TEST_NGINX_VALGRIND_MODULE_FRAMES "
+                                        . "regex: $@");
+        push @alts, "(?:$extra)";
+    }
+    for my $so (grep { length } split /\s+/, ($LoadModules // '')) {
+        push @alts, '\(in ' . quotemeta($so) . '\)';
+        (my $base = $so) =~ s{.*/}{};
+        push @alts, '\(in \S*/' . quotemeta($base) . '\)';
+        if ($base =~ /^lib(\w+)\.so$/) {
+            push @alts, '(?<![\w:])' . quotemeta($1) . '::';
+        }
+    }
+    return undef unless @alts;
+    my $re = join '|', @alts;
+    return qr/$re/;
+}
+
+sub _vg_init () {
+    return unless $UseValgrind;
+    _find_binary($ValgrindBinary)
+        or bail_out("TEST_NGINX_USE_VALGRIND is set, but \"$ValgrindBinary\" "
+                    . "is not found (install valgrind or set "
+                    . "TEST_NGINX_VALGRIND_BINARY)");
+    my %seen;
+    @VgSuppressions = ();
+    for my $f ('t/valgrind.suppress', 'valgrind.suppress',
+               split(' ', $ENV{TEST_NGINX_VALGRIND_SUPPRESSIONS} // ''))
+    {
+        my $abs = File::Spec->rel2abs($f);
+        next if $seen{$abs}++;
+        if (-f $abs) {
+            push @VgSuppressions, $abs;
+        } elsif ($f !~ /^(?:t\/)?valgrind\.suppress$/) {
+            bail_out("valgrind suppression file $f not found");
+        }
+    }
+    $VgModuleRe = _vg_module_re();
+    $VgGenSupp = $UseValgrind =~ /^\d+$/
+                 || $UseValgrind =~ /--gen-suppressions=(?:all|yes)/;
+    remove_tree($VgDir);
+    make_path($VgRawDir, "$VgDir/blocks");
+    bail_out("Failed to create directory $VgRawDir") unless -d $VgRawDir;
+    _vg_write_summary();
+    Test::More::diag("valgrind mode: nginx runs under @{[ _valgrind_command() ]}"
+                     . " (time limits x$ValgrindFactor)") if $Verbose;
+}
+
+# nginx under valgrind with daemon off: the process we start is nginx (the
+# master, or the single process).  It counts as started once it has written
+# its pid file (configuration parsed, sockets bound).
+sub _launch_nginx_valgrind ($$) {
+    my ($block, $ngx) = @_;
+    my @cmd = (_valgrind_command(), @$ngx);
+    _log("starting: @cmd");
+    make_path($VgRawDir) unless -d $VgRawDir;
+
+    unlink $StderrFile;
+    my $pid = fork;
+    if (!defined $pid) {
+        bail_out("fork() failed: $!");
+    }
+    if ($pid == 0) {
+        $InSubprocess = 1;
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
+        close $WatchdogFh if $WatchdogFh;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $StderrFile;
+        if (defined $ENV{TEST_NGINX_LD_PRELOAD}) {
+            $ENV{LD_PRELOAD} = join ' ', grep { defined && length }
+                                   $ENV{TEST_NGINX_LD_PRELOAD}, $ENV{LD_PRELOAD};
+        }
+        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
+        print STDERR "exec $cmd[0] failed: $!\n";
+        POSIX::_exit(127);
+    }
+
+    my $limit = _scaled($Timeout > 10 ? $Timeout : 10);
+    my $deadline = time + $limit;
+    my $status;
+    while (1) {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid) {
+            $status = $?;
+            # exited at once: a failure even with status 0 (daemon off)
+            $status = 1 << 8 if $status == 0;
+            last;
+        }
+        my $in_file = _read_pid_file();
+        if (defined $in_file && $in_file == $pid) { $status = 0; last }
+        if (time > $deadline) {
+            warn "WARNING: " . $block->name . " - nginx under valgrind (pid "
+                 . "$pid) did not write its pid file within ${limit}s; "
+                 . "stopping it\n";
+            kill_process_tree($pid, $block->name);
+            waitpid($pid, 0);
+            $status = $? || (1 << 8);
+            last;
+        }
+        sleep 0.02;
+    }
+    my $stderr = _slurp($StderrFile) // '';
+    my %r = (status => $status, stderr => $stderr);
+    $r{exit_code} = $status >> 8;
+    $r{signal}    = $status & 127;
+    $r{core}      = $status & 128;
+    $r{exec_failed} = 1 if $r{exit_code} == 127
+                           && $stderr =~ /^exec .* failed/m;
+    return \%r;
+}
+
+# The part of $text (valgrind output of one process, complete lines) that
+# holds complete records: each one ends with a "==PID== " line, followed
+# (with --gen-suppressions) by its "{ ... }" suppression.  Returns (done,
+# rest).  When the process has exited, everything is done.
+sub _vg_split_complete ($$) {
+    my ($text, $exited) = @_;
+    return ($text, '') if $exited;
+    my ($off, $boundary, $candidate, $in_supp) = (0, 0, undef, 0);
+    for my $l (split /^/m, $text) {
+        $off += length $l;
+        if ($in_supp) {
+            if ($l =~ /^\}\s*$/) { $in_supp = 0; $boundary = $off }
+            next;
+        }
+        if ($l =~ /^\{\s*$/) { $in_supp = 1; undef $candidate; next }
+        if ($l =~ /^==\d+==\s*$/) {
+            if ($VgGenSupp) { $candidate = $off } else { $boundary = $off }
+            next;
+        }
+        # a record (or a warning) without a suppression block
+        if (defined $candidate) { $boundary = $candidate; undef $candidate }
+    }
+    return (substr($text, 0, $boundary), substr($text, $boundary));
+}
+
+# Records of valgrind output: { pid, header, text, suppression, kind }.
+# kind: error, leak (definitely / indirectly lost), ignored (possibly lost,
+# still reachable), warning (a valgrind warning, no error).
+sub _vg_parse ($) {
+    my $text = shift;
+    my (@recs, $cur, $supp);
+    for my $line (split /^/m, $text) {
+        if ($supp) {
+            $supp->{suppression} .= $line;
+            undef $supp if $line =~ /^\}\s*$/;
+            next;
+        }
+        if ($line =~ /^==(\d+)==(.*)$/s) {
+            my ($pid, $body) = ($1, $2);
+            $body =~ s/\n\z//;
+            if ($body !~ /\S/) {            # end of a record
+                push @recs, $cur if $cur;
+                undef $cur;
+                next;
+            }
+            if ($cur && $body =~ /^ \s/) {  # "==PID==    at 0x...", "==PID==  Address ..."
+                $cur->{text} .= $line;
+                next;
+            }
+            push @recs, $cur if $cur;
+            (my $h = $body) =~ s/^\s+//;
+            $cur = { pid => $pid, header => $h, text => $line,
+                     suppression => '' };
+            next;
+        }
+        if ($line =~ /^\{\s*$/) {
+            push @recs, $cur if $cur;
+            undef $cur;
+            # the suppression of the record just before
+            $supp = @recs ? $recs[-1] : { suppression => '' };
+            $supp->{suppression} .= $line;
+            next;
+        }
+        if ($cur) {
+            $cur->{text} .= $line;
+        } elsif (@recs) {
+            $recs[-1]{text} .= $line;
+        } elsif ($line =~ /\S/) {
+            push @recs, { pid => 0, header => $line, text => $line,
+                          suppression => '' };
+            chomp $recs[-1]{header};
+        }
+    }
+    push @recs, $cur if $cur;
+    for my $r (@recs) {
+        my $h = $r->{header};
+        my $stack = $r->{text} =~ /^==\d+==\s+(?:at|by) 0x/m;
+        if ($h =~ /\bbytes in [\d,]+ blocks are (definitely|indirectly) lost\b/) {
+            $r->{kind} = 'leak';
+        } elsif ($h =~ /\bbytes in [\d,]+ blocks are (?:possibly lost|still reachable)\b/) {
+            $r->{kind} = 'ignored';
+        } elsif ($h =~ /^Warning:/ || !$stack) {
+            $r->{kind} = 'warning';
+        } else {
+            $r->{kind} = 'error';
+        }
+        $r->{module} = defined $VgModuleRe && $r->{text} =~ $VgModuleRe ? 1 : 0;
+    }
+    return @recs;
+}
+
+# Reads what the processes logged since the last call.  Returns the text of
+# complete records, per process: [pid, text, block that was running when
+# the process's log first appeared].
+sub _vg_collect ($$) {
+    my ($block, $final) = @_;
+    my @out;
+    opendir my $dh, $VgRawDir or return ();
+    my @files = sort grep { /^vg\.\d+\.log$/ } readdir $dh;
+    closedir $dh;
+    for my $f (@files) {
+        my ($pid) = $f =~ /(\d+)/;
+        my $path = "$VgRawDir/$f";
+        $VgProcBlock{$pid} //= $block;
+        my $exited = $final || !is_running($pid);
+        my $data = '';
+        if (open my $in, '<', $path) {
+            binmode $in;
+            seek $in, $VgOffset{$path} // 0, 0;
+            local $/;
+            $data = <$in> // '';
+            close $in;
+        }
+        # complete lines only, unless the process is gone
+        if (!$exited) {
+            my $nl = rindex($data, "\n");
+            $data = $nl >= 0 ? substr($data, 0, $nl + 1) : '';
+        }
+        $VgOffset{$path} = ($VgOffset{$path} // 0) + length $data;
+        my $text = ($VgPending{$pid} // '') . $data;
+        my ($done, $rest) = _vg_split_complete($text, $exited);
+        $VgPending{$pid} = $rest;
+        push @out, [$pid, $done, $VgProcBlock{$pid}] if length $done;
+        if ($exited) {
+            unlink $path;
+            delete $VgOffset{$path};
+            delete $VgPending{$pid};
+            delete $VgProcBlock{$pid};
+        }
+    }
+    return @out;
+}
+
+sub _vg_append ($$) {
+    my ($path, $data) = @_;
+    open my $out, '>>', $path or return;
+    binmode $out;
+    print $out $data;
+    close $out;
+}
+
+sub _vg_write_summary () {
+    my $s = join '', map { "$_=$VgTotals{$_}\n" } sort keys %VgTotals;
+    _vg_write_file_atomic("$VgDir/summary", $s);
+}
+
+sub _vg_write_file_atomic ($$) {
+    my ($path, $data) = @_;
+    open my $out, '>', "$path.tmp" or return;
+    print $out $data;
+    close $out;
+    rename "$path.tmp", $path;
+}
+
+# After a block (or after stopping the nginx of HUP mode, $final): checks
+# the records valgrind wrote meanwhile.  A record with a frame of the module
+# fails the block: an error (invalid read/write/free, uninitialised value,
+# overlap, fatal signal ...), or a leak (definitely or indirectly lost)
+# unless the block has --- no_check_leak.  Other records are notes.
+sub _vg_after_block ($$$) {
+    my ($block, $suffix, $final) = @_;
+    return unless $UseValgrind && -d $VgRawDir;
+    my $name = $block->name;
+    my @recs;
+    my %text_of;
+    for my $c (_vg_collect($block, $final)) {
+        my ($pid, $text, $born) = @$c;
+        for my $r (_vg_parse($text)) {
+            $r->{born} = $born;
+            push @recs, $r;
+        }
+        $text_of{$pid} .= $text;
+    }
+
+    my $seq = sprintf "%03d", ++$VgBlockSeq;
+    $VgTotals{blocks}++;
+    my @counted = grep { $_->{kind} eq 'error' || $_->{kind} eq 'leak' } @recs;
+    my $nmod = grep { $_->{module} } @counted;
+    my $secs = defined $VgBlockStart ? sprintf(" (%.1fs)", time - $VgBlockStart) : '';
+    my $head = "=== [$seq] $name$suffix: " . @counted . " record(s), "
+             . "$nmod with a frame of the module$secs\n";
+    my $body = join '', map { $text_of{$_} } sort { $a <=> $b } keys %text_of;
+    _vg_append("$VgDir/valgrind.log", $head . $body);
+    if (length $body) {
+        (my $short = $block->name) =~ s/^.*?(TEST \d+).*/$1/s;
+        $short =~ s/\W+/_/g;
+        _vg_write_file_atomic("$VgDir/blocks/$seq-$short.log", $head . $body);
+    }
+
+    for my $r (@recs) {
+        my $kind = $r->{kind};
+        if ($kind eq 'warning') { $VgTotals{warnings}++; next }
+        if ($kind eq 'ignored') { $VgTotals{ignored}++; next }
+        $VgTotals{records}++;
+        my $born = $r->{born};
+        my $where = "process $r->{pid}";
+        if (defined $born && $born != $block) {
+            my ($t) = $born->name =~ /(TEST \d+)/;
+            $where .= ", started during " . ($t // $born->name);
+        }
+        my $leaks_off = $kind eq 'leak'
+            && (defined $block->no_check_leak
+                || (defined $born && defined $born->no_check_leak));
+        if ($r->{module}) {
+            $VgTotals{module}++;
+            if (!$leaks_off) {
+                $VgTotals{failing}++;
+                _vg_append("$VgDir/failing.log",
+                           "=== $name$suffix\n$r->{text}$r->{suppression}\n");
+                # (the record once, after the failure's own lines)
+                _fail("$name - valgrind: $r->{header} (a frame of the module; "
+                      . "$where)$suffix");
+                Test::More::diag($r->{text});
+                next;
+            }
+            Test::More::diag("$name - valgrind (note, --- no_check_leak): "
+                             . "$r->{header} ($where)");
+            next;
+        }
+        $VgTotals{other}++;
+        my @lines = split /\n/, $r->{text};
+        my $shown = join "\n", map { "    $_" }
+                    @lines[0 .. ($#lines > 6 ? 6 : $#lines)];
+        Test::More::diag("$name - valgrind (note: no frame of the module, "
+                         . "not a failure): $r->{header} ($where)$suffix\n"
+                         . $shown . ($#lines > 6 ? "\n    ..." : ''));
+    }
+    _vg_write_summary();
+}
+
+sub _vg_final_report () {
+    return unless $UseValgrind;
+    Test::More::diag(sprintf "valgrind: %d record(s) in %d block(s): %d with "
+        . "a frame of the module (%d failing), %d without; log: %s",
+        $VgTotals{records}, $VgTotals{blocks}, $VgTotals{module},
+        $VgTotals{failing}, $VgTotals{other}, "$VgDir/valgrind.log")
+        if $VgTotals{records} || $Verbose;
 }
 
 sub _wait_for_pid ($) {
@@ -1381,7 +1806,7 @@ sub _connect ($$) {
     my $name = $block->name;
     my $addr = $block->server_addr_for_client // $ServerAddr;
     my $err;
-    my $deadline = time + 5;
+    my $deadline = time + _scaled(5);
     my $wait = 0.01;
     while (1) {
         my $sock = IO::Socket::INET->new(
@@ -1815,7 +2240,7 @@ sub run_test_helper ($$$) {
     my $reqs = get_requests($block);
     bail_out("$name - request empty") unless @$reqs;
 
-    my $timeout = parse_time($block->timeout) // $Timeout;
+    my $timeout = _scaled(parse_time($block->timeout) // $Timeout);
     my $pipelined = defined $block->pipelined_requests
                   ? scalar @{ $block->pipelined_requests } : 0;
     my $need_array = $pipelined ? 1 : @$reqs > 1;
@@ -2106,6 +2531,9 @@ sub _file_size ($) {
 # retitles a worker once its modules' init_process handlers have run).
 sub _worker_pids ($) {
     my $master = shift;
+    # under valgrind, /proc/PID/cmdline keeps valgrind's command line (the
+    # retitling is not visible): every running child counts
+    return grep { is_running($_) } _children_of($master) if $UseValgrind;
     return grep {
         my $cmd = _slurp("/proc/$_/cmdline") // '';
         $cmd =~ /worker process/ && $cmd !~ /shutting down/ && is_running($_);
@@ -2126,7 +2554,7 @@ sub _hup_reload ($) {
     my %old = map { ($_ => 1) } _children_of($master);
     my $pos = _file_size($ErrLogFile);
     my $want = $Workers =~ /^\d+$/ && $Workers > 0 ? $Workers : 1;
-    my $limit = $Timeout > 10 ? $Timeout : 10;
+    my $limit = _scaled($Timeout > 10 ? $Timeout : 10);
 
     _log("sending SIGHUP to the nginx master (pid $master)");
     kill('HUP', $master)
@@ -2253,9 +2681,11 @@ sub _stop_hup_nginx () {
     undef $HupBlock;
     return unless defined $block && defined $NginxPid;
     my $pos = _file_size($ErrLogFile);
+    $VgBlockStart = time;
     stop_nginx($block->name);
     my ($lines) = _read_log_from($ErrLogFile, $pos);
     _check_severe_lines($block, $lines, [], ' (at shutdown)');
+    _vg_after_block($block, ' (at shutdown)', 1) if $UseValgrind;
 }
 
 # Starts nginx for a block (or, with --- must_die, checks that it fails to
@@ -2273,6 +2703,9 @@ sub _start_nginx_for_block ($$$) {
     }
     write_user_files($block);
     $conf_text //= _main_conf_text($block, $config);
+    # (the previous block's configuration may come from a --- must_die block,
+    # which runs without valgrind)
+    $conf_text =~ s/^daemon on;$/daemon off;/m if _valgrind_for($block);
     _write_file($ConfFile, $conf_text);
     $PrevConfigFile = $conf_text;
     ($ErrLogFilePos, $ErrLogBase, $AccLogBase) = (0, 0, 0);
@@ -2296,7 +2729,7 @@ sub _start_nginx_for_block ($$$) {
             if ($r->{status} == 0) {
                 warn "WARNING: $name - nginx must die but it does not; "
                      . "stopping it\n";
-                $NginxPid = _wait_for_pid(5);
+                $NginxPid = _wait_for_pid(_scaled(5));
                 stop_nginx($name);
             }
         }
@@ -2324,7 +2757,7 @@ sub _start_nginx_for_block ($$$) {
             return (0);
         }
     } else {
-        $NginxPid = _wait_for_pid(5);
+        $NginxPid = _wait_for_pid(_scaled(5));
         if (!$NginxPid) {
             Test::More::fail("$name - nginx started but no running process "
                              . "found via $PidFile");
@@ -2340,9 +2773,19 @@ sub _start_nginx_for_block ($$$) {
 
 sub run_test ($) {
     my $block = shift;
-    my $name = $block->name;
-
     return if defined $block->SKIP;
+    $VgBlockStart = time;
+    _run_block($block);
+    if ($UseValgrind) {
+        # in HUP mode nginx keeps running: what it logged so far
+        my $running = defined $NginxPid && is_running($NginxPid);
+        _vg_after_block($block, '', $running ? 0 : 1);
+    }
+}
+
+sub _run_block ($) {
+    my $block = shift;
+    my $name = $block->name;
 
     if (my @bad = _unsupported($block)) {
         Test::More::fail("$name - section(s) not supported by the bundled "
@@ -2463,6 +2906,7 @@ sub run_tests () {
     _install_signal_handlers();
     _start_watchdog();
     _init_nginx_info();
+    _vg_init();
     for my $v (@UNSUPPORTED_ENV) {
         Test::More::diag("$v is not supported by the bundled Test::Nginx "
                          . "compat runner; ignored") if $ENV{$v};
@@ -2483,6 +2927,7 @@ sub run_tests () {
     }
     _stop_hup_nginx();
     cleanup();
+    _vg_final_report();
 }
 
 1;
@@ -2537,7 +2982,8 @@ C<TEST_NGINX_SLEEP>, C<TEST_NGINX_WORKER_USER> (else C<user root;> when run
 as root), C<TEST_NGINX_EVENT_TYPE>, C<TEST_NGINX_POSTPONE_OUTPUT>,
 C<TEST_NGINX_LD_PRELOAD>, C<TEST_NGINX_FAST_SHUTDOWN>,
 C<TEST_NGINX_CHECK_ACCUM_ERR_LOG>, C<TEST_NGINX_IGNORE_MISSING_DIRECTIVES>,
-C<TEST_NGINX_VERBOSE>, C<TEST_NGINX_USE_HUP> (see L</HUP MODE>).
+C<TEST_NGINX_VERBOSE>, C<TEST_NGINX_USE_HUP> (see L</HUP MODE>),
+C<TEST_NGINX_USE_VALGRIND> and its companions (see L</VALGRIND MODE>).
 
 Expanded in C<config>, C<http_config>, C<main_config>, C<post_main_config>,
 C<user_files>, C<tcp_listen>, requests and expected bodies:
@@ -2575,6 +3021,8 @@ C<tcp_no_close>.
 
 Skipping: C<skip_nginx>, C<skip_nginx2>, C<skip_openssl>, C<skip_eval>,
 C<todo>.
+
+C<no_check_leak>: see L</VALGRIND MODE>.
 
 =head2 HUP MODE
 
@@ -2639,6 +3087,98 @@ Assertions have the same names and are counted like in the real module
 checked after every request of a block), so
 C<plan tests =E<gt> repeat_each() * (N * blocks())> works the same.
 
+=head2 VALGRIND MODE
+
+With C<TEST_NGINX_USE_VALGRIND> set (as with the real module), nginx runs
+under valgrind: C<1> (any number) means the real module's options,
+
+    valgrind --num-callers=100 -q --tool=memcheck --leak-check=full
+             --keep-debuginfo=yes --show-possibly-lost=no --gen-suppressions=all
+
+any other value is taken as valgrind's options (C<valgrind -q VALUE>).  The
+runner adds C<--suppressions=FILE> for F<t/valgrind.suppress> and
+F<valgrind.suppress> (relative to the current directory; the real module
+reads the latter only) when they exist and for each file of
+C<TEST_NGINX_VALGRIND_SUPPRESSIONS> (space-separated), and, last,
+C<--log-file=SERVROOT/valgrind/raw/vg.%p.log>: one log per process, so the
+records of the master and of every worker stay apart.
+C<TEST_NGINX_VALGRIND_BINARY> names the valgrind program (default
+C<valgrind> in C<PATH>).
+
+=over
+
+=item *
+
+nginx runs with C<daemon off> (the master process setting is unchanged: off
+by default, on in HUP mode, as in the real module); a C<--- must_die> block
+runs without valgrind (as in the real module).  nginx counts as started
+once it has written its pid file.
+
+=item *
+
+Every time limit of the runner is multiplied by
+C<TEST_NGINX_VALGRIND_TIMEOUT_FACTOR> (default 5): C<timeout()> and
+C<--- timeout> (client socket), waiting for nginx to start, to stop
+(valgrind's leak check runs while a process exits) and to reload, and
+connecting.  The pause before reading the logs (C<TEST_NGINX_SLEEP>) is
+scaled too unless C<TEST_NGINX_SLEEP> is set.  C<--- wait> is not scaled: it
+is part of what a block tests (e.g. an expiry).
+
+=item *
+
+After every block (in HUP mode: what the processes wrote so far, records of
+a running process only when complete; the last block also gets what nginx
+writes while it stops) the runner reads the new records.  A record is an
+error (invalid read or write, invalid or mismatched free, use of an
+uninitialised value, overlapping copy, a fatal signal, ...) or a leak
+("definitely lost", "indirectly lost"); "possibly lost", "still reachable"
+and valgrind's warnings are not counted.
+
+=item *
+
+A record with a frame of the module under test fails the block, with the
+record printed: any frame (allocation and free stacks included) in one of
+the C<TEST_NGINX_LOAD_MODULES> objects (C<(in /path/lib....so)>, which is
+how valgrind names a frame without line tables, also after nginx has
+unloaded the module: C<--keep-debuginfo=yes>), a Rust frame of the crate of
+a F<libCRATE.so> (C<CRATE::...>, with or without line tables), or a frame
+matching the Perl regex C<TEST_NGINX_VALGRIND_MODULE_FRAMES> (needed for a C
+module built with line tables, whose frames name source files instead of
+the object).  Leaks do not fail a block that has C<--- no_check_leak> (the
+real module's section for its check-leak mode; nor,
+in HUP mode, a block whose reload started the leaking process): they are
+notes there.  These assertions only appear when failing, so plans are
+unaffected.
+
+=item *
+
+Records without a frame of the module (nginx, libc) are notes (C<diag>),
+not failures.  Note that nginx unloads modules (dlclose) and frees its pools
+when a process exits, right before valgrind's leak check: memory that nginx
+(or a module, through a static variable) keeps for the life of a process
+shows up as "definitely lost".  F<t/valgrind.suppress> lists nginx's own
+such allocations.
+
+=item *
+
+In HUP mode a worker's leaks are reported when it exits, i.e. with the block
+whose reload replaced it (the message names the block that started it), and
+the master's at the end of the file.
+
+=item *
+
+Files, in F<SERVROOT/valgrind/> (kept for the whole test file, emptied when
+it starts): F<valgrind.log> (every block's header and records, in order),
+F<blocks/NNN-TEST_N.log> (one per block with records), F<failing.log> (the
+failing records with their suppressions), F<summary> (counts: C<records>,
+C<module>, C<failing>, C<other>, C<ignored>, C<warnings>, C<blocks>).  A
+final C<diag> line gives the counts when there were records.
+
+=back
+
+F<scripts/memcheck.sh> runs a set of test files this way against the
+vendored nginx and the module.
+
 =head1 KNOWN DIFFERENCES FROM THE REAL Test::Nginx
 
 =over
@@ -2688,7 +3228,14 @@ name case-insensitively.  Headers are checked in the order written.
 
 =item *
 
-Not supported: valgrind, stap, rr, check-leak and benchmark
+Valgrind mode checks valgrind's records and fails a block on a record with
+a frame of the module (see L</VALGRIND MODE>); the real module only shows
+valgrind's output on the terminal.  C<TEST_NGINX_VALGRIND_EXIT_ON_FIRST_ERR>
+is not supported.
+
+=item *
+
+Not supported: stap, rr, check-leak and benchmark
 modes, HTTP/2 and HTTP/3 (C<--- http2>/C<--- http3> fail the block), the
 UDP mock server (C<--- udp_*> fail the block), C<--- curl>,
 C<no_nginx_manager>, C<skip_slave>, C<TEST_NGINX_NO_CLEAN>,
