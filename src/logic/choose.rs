@@ -271,21 +271,20 @@ impl Progress {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::logic::ring::Member;
-    use std::cell::Cell;
+/// A peer of a fake list, as plain flags, for the unit tests and the fuzz targets.
+#[cfg(any(test, fuzzing))]
+pub mod fake {
+    use super::PeerState;
 
     /// A peer of the fake list: its index and its state.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    struct P {
-        at: usize,
-        tried: bool,
-        down: bool,
-        draining: bool,
-        failed: bool,
-        full: bool,
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct P {
+        pub at: usize,
+        pub tried: bool,
+        pub down: bool,
+        pub draining: bool,
+        pub failed: bool,
+        pub full: bool,
     }
 
     impl PeerState for P {
@@ -305,6 +304,15 @@ mod tests {
             self.full
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::ring::Member;
+    use std::cell::Cell;
+
+    use super::fake::P;
 
     /// A list of `n` primary peers: peer `i` has identity `100 + i`, cookie id `200 + i`,
     /// route target `i / per_target`, ring member `i`.

@@ -574,6 +574,28 @@ fn onepass_of(pattern: &str) -> Option<onepass::DFA> {
     onepass::Builder::new().build_from_nfa(nfa).ok()
 }
 
+/// Regexes of the kinds `uri:` and `route=` take (anchored or not, alternations, classes,
+/// counted repetitions, flags), for the unit tests and the fuzz targets.
+#[cfg(any(test, fuzzing))]
+pub const SAMPLE_PATTERNS: [&str; 16] = [
+    "^([0-9]+)-",
+    "^(b[0-9]+)-",
+    "^([a-z]{2})([0-9]*)",
+    "^(?:x|y)(z*)",
+    "^(b*)-",
+    "([0-9])$",
+    "-([a-z0-9]+)$",
+    "^(a|ab)(c|bcd)",
+    "^/dev/([^/]+)",
+    "^(.)",
+    "^/socket\\.io/([^/?]+)",
+    "^(?:[^-]*-){2}([^-]+)",
+    "^([0-9a-f]{8})(?:-[0-9a-f]{4}){3}",
+    "^(\\w+)\\b",
+    "(?m)^(x+)$",
+    "^(?s)(.+)\\z",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,21 +700,9 @@ mod tests {
 
     #[test]
     fn capture_regex_agrees_with_the_regex() {
-        let patterns = [
-            "^([0-9]+)-",
-            "^(b[0-9]+)-",
-            "^([a-z]{2})([0-9]*)",
-            "^(?:x|y)(z*)",
-            "^(b*)-",
-            "([0-9])$",
-            "-([a-z0-9]+)$",
-            "^(a|ab)(c|bcd)",
-            "^/dev/([^/]+)",
-            "^(.)",
-        ];
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         const ALPHABET: &[u8] = b"0123ab-/xyzcd\xff";
-        for p in patterns {
+        for p in SAMPLE_PATTERNS {
             let re = regex::bytes::RegexBuilder::new(p)
                 .unicode(false)
                 .build()
