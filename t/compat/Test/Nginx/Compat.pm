@@ -887,17 +887,10 @@ sub _write_file ($$) {
 # starting nginx
 # ---------------------------------------------------------------------------
 
-# Runs the nginx binary (which daemonizes).  Returns a hash:
-#   status (wait status of the launcher or -1), exit_code, core, stderr.
-sub _launch_nginx ($) {
-    my $block = shift;
-    my @cmd = ($NginxBinary);
-    # -e (startup error log) exists since nginx 1.19.5
-    push @cmd, '-e', $ErrLogFile if $NginxVersion >= 1.019005;
-    push @cmd, '-p', "$ServRoot/", '-c', $ConfFile;
-    return _launch_nginx_valgrind($block, \@cmd) if _valgrind_for($block);
-    _log("starting: @cmd");
-
+# Starts @cmd in a child (stdin and stdout /dev/null, stderr to $StderrFile,
+# TEST_NGINX_LD_PRELOAD added to LD_PRELOAD); returns its pid.
+sub _spawn (@) {
+    my @cmd = @_;
     unlink $StderrFile;
     my $pid = fork;
     if (!defined $pid) {
@@ -906,6 +899,7 @@ sub _launch_nginx ($) {
     if ($pid == 0) {
         $InSubprocess = 1;
         $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
+        close $WatchdogFh if $WatchdogFh;
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', '/dev/null';
         open STDERR, '>', $StderrFile;
@@ -917,6 +911,21 @@ sub _launch_nginx ($) {
         print STDERR "exec $cmd[0] failed: $!\n";
         POSIX::_exit(127);
     }
+    return $pid;
+}
+
+# Runs the nginx binary (which daemonizes).  Returns a hash:
+#   status (wait status of the launcher or -1), exit_code, core, stderr.
+sub _launch_nginx ($) {
+    my $block = shift;
+    my @cmd = ($NginxBinary);
+    # -e (startup error log) exists since nginx 1.19.5
+    push @cmd, '-e', $ErrLogFile if $NginxVersion >= 1.019005;
+    push @cmd, '-p', "$ServRoot/", '-c', $ConfFile;
+    return _launch_nginx_valgrind($block, \@cmd) if _valgrind_for($block);
+    _log("starting: @cmd");
+
+    my $pid = _spawn(@cmd);
 
     # nginx parses the config, binds, forks the daemon and its parent exits
     my $deadline = time + _scaled($Timeout > 10 ? $Timeout : 10);
@@ -1056,26 +1065,7 @@ sub _launch_nginx_valgrind ($$) {
     _log("starting: @cmd");
     make_path($VgRawDir) unless -d $VgRawDir;
 
-    unlink $StderrFile;
-    my $pid = fork;
-    if (!defined $pid) {
-        bail_out("fork() failed: $!");
-    }
-    if ($pid == 0) {
-        $InSubprocess = 1;
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-        close $WatchdogFh if $WatchdogFh;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', $StderrFile;
-        if (defined $ENV{TEST_NGINX_LD_PRELOAD}) {
-            $ENV{LD_PRELOAD} = join ' ', grep { defined && length }
-                                   $ENV{TEST_NGINX_LD_PRELOAD}, $ENV{LD_PRELOAD};
-        }
-        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
+    my $pid = _spawn(@cmd);
 
     my $limit = _scaled($Timeout > 10 ? $Timeout : 10);
     my $deadline = time + $limit;
