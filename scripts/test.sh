@@ -78,6 +78,8 @@ stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
 stage "bench/throughput --quick" env BENCH_NO_BUILD=1 bench/throughput --quick
 stage "bench/e2e-scale --quick" env BENCH_NO_BUILD=1 bench/e2e-scale --quick
 stage "bench/flood --quick: live sessions through a handshake flood" env BENCH_NO_BUILD=1 bench/flood --quick
+# The t/ files of learning, routing and faults with nginx under valgrind memcheck.
+stage "memcheck: t/004, 006, 008, 009 under valgrind" scripts/memcheck.sh -j 2
 # The chart needs matplotlib: Debian's python3-matplotlib, for Debian's python3.
 py_mpl=python3
 python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
