@@ -2,11 +2,13 @@
 # Runs every test, stage after stage, each with its time: formatting and lints, the pure-logic
 # unit tests, the examples under `nginx -t`, the Test::Nginx suite on nginx 1.28 (vendored), the
 # end-to-end tests with real Socket.IO (one node, two nodes, faults), the benchmark harness in
-# its smoke modes, a --with-compat build loaded into another --with-compat nginx, the t/ suite
-# on the real nginx of Debian 13 (1.26) and Debian unstable (1.30) with real Socket.IO and
-# `drain` on 1.30, and the build for the system's own nginx (Debian 1.22) with a smoke test and
-# the suite. Installs missing Debian packages when run as root. SKIP_DEBIAN_NGINX=1 skips the
-# Debian 13/unstable part, SKIP_SYSTEM_NGINX=1 the system nginx part.
+# its smoke modes, a handshake flood (bench/flood --quick), t/ files under valgrind memcheck,
+# every fuzz target for 30 s, a --with-compat build loaded into another --with-compat nginx,
+# the t/ suite on the real nginx of Debian 13 (1.26) and Debian unstable (1.30) with real
+# Socket.IO and `drain` on 1.30, and the build for the system's own nginx (Debian 1.22) with a
+# smoke test and the suite. Installs missing Debian packages when run as root.
+# SKIP_DEBIAN_NGINX=1 skips the Debian 13/unstable part, SKIP_SYSTEM_NGINX=1 the system nginx
+# part.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -80,6 +82,12 @@ stage "bench/e2e-scale --quick" env BENCH_NO_BUILD=1 bench/e2e-scale --quick
 stage "bench/flood --quick: live sessions through a handshake flood" env BENCH_NO_BUILD=1 bench/flood --quick
 # The t/ files of learning, routing and faults with nginx under valgrind memcheck.
 stage "memcheck: t/004, 006, 008, 009 under valgrind" scripts/memcheck.sh -j 2
+# Every fuzz target for 30 s (cargo-fuzz on stable Rust, AddressSanitizer); fuzz/README.md.
+fuzz_all() {
+    cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet || return 1
+    fuzz/run-all 30 2
+}
+stage "fuzz: every target for 30 s" fuzz_all
 # The chart needs matplotlib: Debian's python3-matplotlib, for Debian's python3.
 py_mpl=python3
 python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
