@@ -10,10 +10,10 @@ use core::ptr;
 use core::sync::atomic::AtomicU64;
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use ngx::ffi::{
@@ -138,8 +138,8 @@ pub fn open(
             Err(e) => return Err(fail("open()", e)),
         },
     };
-    if let Some(mut f) = existing {
-        if whose(&mut f).map_err(|e| format!("\"{}\" {e}", show(path)))? == Found::Foreign {
+    if let Some(f) = existing {
+        if whose(&f).map_err(|e| format!("\"{}\" {e}", show(path)))? == Found::Foreign {
             return Err(format!("\"{}\" {FOREIGN}", show(path)));
         }
         let file_len = f.metadata().map_err(|e| fail("fstat()", e))?.len();
@@ -201,12 +201,12 @@ pub fn check(path: &CStr) -> Result<(), String> {
     match std::fs::metadata(p) {
         Ok(m) if !m.is_file() => return Err("is not a regular file".into()),
         Ok(_) => {
-            let mut f = OpenOptions::new()
+            let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(p)
                 .map_err(|e| format!("cannot be opened ({})", os(&e)))?;
-            return whose(&mut f).and_then(|w| match w {
+            return whose(&f).and_then(|w| match w {
                 Found::Foreign => Err(FOREIGN.into()),
                 Found::Empty | Found::Ours => Ok(()),
             });
@@ -261,14 +261,16 @@ const FOREIGN: &str = "is a file of something else, not a socketio_sticky state 
                        untouched (give state= a path of its own)";
 
 /// What an open file at a `state=` path is.
-fn whose(f: &mut File) -> Result<Found, String> {
+fn whose(f: &File) -> Result<Found, String> {
     let len = f
         .metadata()
         .map_err(|e| format!("cannot be looked at ({})", os(&e)))?
         .len();
+    // At offset 0 whatever the file's offset: on a reload the file is a duplicate of the
+    // previous cycle's descriptor, whose offset an earlier read has moved.
     let mut head = [0u8; 8];
     let n = f
-        .read(&mut head)
+        .read_at(&mut head, 0)
         .map_err(|e| format!("cannot be read ({})", os(&e)))?;
     Ok(state::found(len, head.get(..n).unwrap_or_default()))
 }

@@ -30,6 +30,7 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use StickyPages;
 use IO::Compress::Gzip qw(gzip $GzipError);
+use File::Temp ();
 
 repeat_each(1);
 no_shuffle();
@@ -100,6 +101,41 @@ sub ::lru_body {
     return CORE::join('', map { qq{0{"sid":"lru-$_","upgrades":[]}} } ::lru_numbers(shift));
 }
 
+# The state file of the reload blocks (TEST 22-24), in a directory of this file's own.
+$ENV{TEST_NGINX_LEARN_STATE_DIR} = File::Temp::tempdir('sticky-learn-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+# TEST 22-24: an upstream whose table is a state file, and backends that answer a request
+# without a sid with their handshake (files sfA, sfB), any other with their name and $report.
+our $StateReload = <<'_EOC_';
+    upstream backend_sf {
+        socketio_sticky zone=sf:64k state=$TEST_NGINX_LEARN_STATE_DIR/sf.sticky;
+        server 127.0.0.1:$TEST_NGINX_LEARN_PORT_1;
+        server 127.0.0.1:$TEST_NGINX_LEARN_PORT_2;
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_LEARN_PORT_1;
+        root html;
+        location / {
+            if ($arg_sid = "") {
+                rewrite ^ /sfA last;
+            }
+            return 200 "A $report\n";
+        }
+        location = /sfA { }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_LEARN_PORT_2;
+        root html;
+        location / {
+            if ($arg_sid = "") {
+                rewrite ^ /sfB last;
+            }
+            return 200 "B $report\n";
+        }
+        location = /sfB { }
+    }
+_EOC_
+
 # Handshake bodies (the sids are in the style of engine.io's base64id).
 our %HS = (
     v4A => '0{"sid":"v4A-lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}',
@@ -120,6 +156,8 @@ our %HS = (
     exB => '0{"sid":"exB-Qq8Rr9Ss0Tt1AAAB","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
     rlA => '0{"sid":"rlA-Uu2Vv3Ww4Xx5AAAA","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
     rlB => '0{"sid":"rlB-Yy6Zz7Aa8Bb9AAAB","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
+    sfA => '0{"sid":"sfA-Ht4Ju6Ki8Lo0AAAA","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
+    sfB => '0{"sid":"sfB-Mp2Nq4Or6Ps8AAAB","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
     gzA => '0{"sid":"gzA-Cc1Dd2Ee3Ff4AAAA","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
     plB => '0{"sid":"plB-Gg5Hh6Ii7Jj8AAAB","upgrades":[],"pingInterval":25000,"pingTimeout":20000}',
     slS => '0{"upgrades":["websocket"],"sid":"slS-Kk9Ll0Mm1Nn2Oo3Pp4Qq5Rr6Ss7","pingInterval":25000,"pingTimeout":20000}',
@@ -1285,4 +1323,57 @@ lru-0001
 --- response_body eval
 [("A learned\n") x 3, ("B learned\n") x 3]
 --- no_error_log
+[error]
+
+
+=== TEST 22: state=, and reloads: learned into the state file
+--- http_config eval: $::StateReload
+--- config
+    location /socket.io/ {
+        proxy_pass http://backend_sf;
+    }
+--- user_files eval
+[["hs.html", ::hs_page("/socket.io/?EIO=4&transport=polling")],
+ ["sfA", $::HS{sfA}], ["sfB", $::HS{sfB}]]
+--- request eval
+["GET /hs.html",
+ "GET /socket.io/?EIO=4&transport=polling&sid=sfA-Ht4Ju6Ki8Lo0AAAA",
+ "GET /socket.io/?EIO=4&transport=polling&sid=sfB-Mp2Nq4Or6Ps8AAAB"]
+--- response_body eval
+[::either($::HS{sfA}, $::HS{sfB}), "A learned\n", "B learned\n"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 23: reloaded with the same configuration: the new cycle uses the file that is mapped, the sessions are still learned
+--- http_config eval: $::StateReload
+--- config
+    location /socket.io/ {
+        proxy_pass http://backend_sf;
+    }
+--- request eval
+["GET /socket.io/?EIO=4&transport=polling&sid=sfA-Ht4Ju6Ki8Lo0AAAA",
+ "GET /socket.io/?EIO=4&transport=polling&sid=sfB-Mp2Nq4Or6Ps8AAAB"]
+--- response_body eval
+["A learned\n", "B learned\n"]
+--- no_error_log
+[emerg]
+[error]
+
+
+
+=== TEST 24: and again: every reload still recognises its own state file (none is refused as a file of something else)
+--- http_config eval: $::StateReload
+--- config
+    location /socket.io/ {
+        proxy_pass http://backend_sf;
+    }
+--- request eval
+["GET /socket.io/?EIO=4&transport=polling&sid=sfA-Ht4Ju6Ki8Lo0AAAA",
+ "GET /socket.io/?EIO=4&transport=polling&sid=sfB-Mp2Nq4Or6Ps8AAAB"]
+--- response_body eval
+["A learned\n", "B learned\n"]
+--- no_error_log
+[emerg]
 [error]
