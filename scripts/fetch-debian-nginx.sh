@@ -131,8 +131,27 @@ EOF
 export APT_CONFIG="$STATE/apt.conf"
 mkdir -p "$STATE/etc/sources.list.d"
 
+# A network hiccup should not fail a run: apt-get update and download are tried three times
+# (an update that could not fetch an index counts as failed: its lists would be incomplete).
+tries() { # tries WHAT LOG CMD...: runs CMD (output to LOG) up to 3 times
+    local what=$1 logf=$2 n
+    shift 2
+    for n in 1 2 3; do
+        if "$@" >"$logf" 2>&1 && ! grep -qE '^(E:|W: Failed to fetch)' "$logf"; then
+            return 0
+        fi
+        if [[ $n -lt 3 ]]; then
+            log "$what failed (attempt $n of 3), again in $((n * 10))s:"
+            grep -E '^(W|E|Err):' "$logf" >&2 || tail -3 "$logf" >&2
+            sleep $((n * 10))
+        fi
+    done
+    cat "$logf" >&2
+    die "$what failed 3 times"
+}
+
 t=$(now)
-apt-get -q update >"$STATE/update.log" 2>&1 || { cat "$STATE/update.log" >&2; die "apt-get update ($SUITE) failed"; }
+tries "apt-get update ($SUITE)" "$STATE/update.log" apt-get -q update
 grep -E '^(W|E):' "$STATE/update.log" >&2 || true
 log "apt-get update ($SUITE): $(took "$t")"
 
@@ -159,8 +178,8 @@ t=$(now)
 rm -f "$STATE"/debs/*.deb
 # apt drops privileges to _apt for downloads; let it write the target dir.
 if [[ $(id -u) -eq 0 ]] && id _apt >/dev/null 2>&1; then chown _apt "$STATE/debs"; fi
-(cd "$STATE/debs" && apt-get -q download "${PKGS[@]}" >"$STATE/download.log" 2>&1) \
-    || { cat "$STATE/download.log" >&2; die "apt-get download failed"; }
+download() { (cd "$STATE/debs" && apt-get -q download "${PKGS[@]}"); }
+tries "apt-get download ($SUITE)" "$STATE/download.log" download
 log "apt-get download (${#PKGS[@]} packages): $(took "$t")"
 
 t=$(now)
