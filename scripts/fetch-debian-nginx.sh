@@ -159,7 +159,7 @@ log "apt-get update ($SUITE): $(took "$t")"
 pick() {
     local alt
     for alt in ${1//|/ }; do
-        if apt-cache show --no-all-versions "$alt" 2>/dev/null | grep -q '^Package:'; then
+        if apt-cache show --no-all-versions "$alt" 2>/dev/null | grep '^Package:' >/dev/null; then
             echo "$alt"; return 0
         fi
     done
