@@ -176,10 +176,11 @@ pub mod naive {
 }
 
 /// A table block laid out as the module lays it out in shared memory (`zone.rs`): one 8-byte
-/// aligned allocation of `Layout::total` bytes, carved into the header, the bucket heads and
-/// the entries at the offsets of `table::layout`.
+/// aligned allocation of `Layout::total` bytes, carved into the header, the bucket heads, the
+/// entries, the slots and the tally records at the offsets of `table::layout`.
 pub mod block {
-    use crate::logic::table::{Entry, Header, Layout};
+    use crate::logic::table::{Entry, Header, Layout, Parts, Slot};
+    use crate::logic::tally::Record;
 
     pub struct Block {
         mem: Vec<u64>,
@@ -203,17 +204,23 @@ pub mod block {
             unsafe { core::slice::from_raw_parts_mut(self.mem.as_mut_ptr().cast::<u8>(), total) }
         }
 
-        /// The three parts, as `zone.rs::parts` makes them.
-        pub fn parts(&mut self) -> (&mut Header, &mut [u32], &mut [Entry]) {
+        /// The table's parts and the records, as `zone.rs::parts` makes them.
+        pub fn parts(&mut self) -> (Parts<'_>, &[Record]) {
+            use core::mem::size_of;
             let l = self.layout;
-            assert!(l.buckets_offset >= core::mem::size_of::<Header>());
+            assert!(l.buckets_offset >= size_of::<Header>());
             assert!(l.buckets_offset + 4 * l.capacity <= l.entries_offset);
             assert!(l.entries_offset % 8 == 0);
-            assert!(l.entries_offset + core::mem::size_of::<Entry>() * l.capacity <= l.total);
+            assert!(l.entries_offset + size_of::<Entry>() * l.capacity <= l.slots_offset);
+            assert!(l.slots_offset % 8 == 0);
+            assert!(l.slots_offset + size_of::<Slot>() * l.nslots <= l.records_offset);
+            assert!(l.records_offset % 8 == 0);
+            assert!(l.records_offset + size_of::<Record>() * l.nrecords <= l.total);
+            assert!(l.total <= 8 * self.mem.len());
             let base = self.mem.as_mut_ptr().cast::<u8>();
             // SAFETY: checked just above: the parts are disjoint, inside the allocation and
             // aligned (the allocation is 8-byte aligned); any bytes are valid values of these
-            // plain integer types.
+            // plain integer and atomic types.
             unsafe {
                 let hdr = &mut *base.cast::<Header>();
                 let buckets = core::slice::from_raw_parts_mut(
@@ -224,7 +231,23 @@ pub mod block {
                     base.add(l.entries_offset).cast::<Entry>(),
                     l.capacity,
                 );
-                (hdr, buckets, entries)
+                let slots = core::slice::from_raw_parts_mut(
+                    base.add(l.slots_offset).cast::<Slot>(),
+                    l.nslots,
+                );
+                let records = core::slice::from_raw_parts(
+                    base.add(l.records_offset).cast::<Record>(),
+                    l.nrecords,
+                );
+                (
+                    Parts {
+                        hdr,
+                        buckets,
+                        entries,
+                        slots,
+                    },
+                    records,
+                )
             }
         }
     }

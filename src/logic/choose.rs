@@ -51,6 +51,22 @@ pub enum Status {
 }
 
 impl Status {
+    /// The request counter this route counts in (its index in `status::ROUTES`); `None` for
+    /// `new`, which is no route.
+    #[inline]
+    pub fn counter(self) -> Option<usize> {
+        match self {
+            Status::Learned => Some(0),
+            Status::DeviceId => Some(1),
+            Status::Route => Some(2),
+            Status::Cookie => Some(3),
+            Status::Fallback => Some(4),
+            Status::Rebound => Some(5),
+            Status::Strict => Some(6),
+            Status::New => None,
+        }
+    }
+
     /// The value of `$socketio_sticky_status`.
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
@@ -453,7 +469,13 @@ mod tests {
         ];
         for (s, name) in all {
             assert_eq!(s.as_bytes(), name.as_bytes());
+            // Each route counts in the status counter of its own name.
+            match s.counter() {
+                Some(i) => assert_eq!(super::super::status::ROUTES[i], name),
+                None => assert_eq!(name, "new"),
+            }
         }
+        assert_eq!(Status::Strict.counter(), Some(super::super::status::STRICT));
     }
 
     #[test]

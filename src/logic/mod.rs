@@ -14,6 +14,8 @@
 //! - `hash`: ring hashes, peer identities, the session digest.
 //! - `table`: the session table's layout and operations.
 //! - `state_file`: the state file's header and its lock.
+//! - `tally`: the request counters per upstream and server, shared by the workers.
+//! - `status`: what `socketio_sticky_status` shows, and its formats (JSON, Prometheus, HTML).
 //! - `params`: the directive's parameters.
 
 pub mod bytes;
@@ -29,4 +31,6 @@ pub mod route;
 pub mod servers;
 pub mod sniff;
 pub mod state_file;
+pub mod status;
 pub mod table;
+pub mod tally;

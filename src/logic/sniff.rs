@@ -88,10 +88,54 @@ impl Look {
         }
     }
 
+    /// The bytes kept so far.
+    pub fn seen(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
     /// [`sniff`] over the bytes kept so far; `ended` says that no more bytes come.
     pub fn sniff(&self, ended: bool) -> Sniffed<'_> {
         let seen = self.buf.get(..self.len).unwrap_or(&[]);
         sniff(self.kind, seen, ended || self.len >= LOOK_MAX)
+    }
+}
+
+/// Why a handshake body gave no sid, for the status counters: whether it was too long for the
+/// module (its first [`LOOK_MAX`] bytes did not hold the whole sid, or the sid has more than
+/// [`MAX_KEY_LEN`] bytes) rather than not a recognised form. Called once per such body; reads
+/// at most the bytes given.
+pub fn too_long(kind: Kind, look: &[u8]) -> bool {
+    if look.len() >= LOOK_MAX {
+        return true;
+    }
+    let run = |b: &[u8]| b.iter().take_while(|&&c| c != b'"' && c != b':').count();
+    match kind {
+        Kind::EngineIo => {
+            let key = b"\"sid\"";
+            let Some(at) = look.windows(key.len()).position(|w| w == key) else {
+                return false;
+            };
+            let rest = look.get(at + key.len()..).unwrap_or_default();
+            let rest = rest.trim_ascii_start();
+            let Some(rest) = rest.strip_prefix(b":") else {
+                return false;
+            };
+            match rest.trim_ascii_start().strip_prefix(b"\"") {
+                Some(value) => run(value) > MAX_KEY_LEN,
+                None => false,
+            }
+        }
+        Kind::Legacy09 => {
+            let line = match look.strip_prefix(b"io.j[") {
+                Some(r) => r
+                    .iter()
+                    .position(|&c| c == b'"')
+                    .and_then(|q| r.get(q + 1..))
+                    .unwrap_or_default(),
+                None => look,
+            };
+            run(line) > MAX_KEY_LEN
+        }
     }
 }
 
@@ -103,6 +147,19 @@ impl Look {
 /// [`MAX_KEY_LEN`] bytes, gives `None`. The value is returned as sent (Engine.IO
 /// percent-encodes it; its generated ids need no encoding).
 pub fn set_cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let v = cookie_value(value, name)?;
+    // As for ids in a body: longer ones are no session id a request could match.
+    (!v.is_empty() && v.len() <= MAX_KEY_LEN).then_some(v)
+}
+
+/// Whether a `Set-Cookie` value sets the cookie `name` to a value longer than a session id
+/// can be (so that [`set_cookie`] refused it).
+pub fn set_cookie_too_long(value: &[u8], name: &[u8]) -> bool {
+    cookie_value(value, name).is_some_and(|v| v.len() > MAX_KEY_LEN)
+}
+
+/// The value a `Set-Cookie` value gives the cookie `name`, of any length.
+fn cookie_value<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     if name.is_empty() {
         return None;
     }
@@ -111,9 +168,7 @@ pub fn set_cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     if trim(pair.get(..eq)?) != name {
         return None;
     }
-    let v = unquote(trim(pair.get(eq + 1..)?));
-    // As for ids in a body: longer ones are no session id a request could match.
-    (!v.is_empty() && v.len() <= MAX_KEY_LEN).then_some(v)
+    Some(unquote(trim(pair.get(eq + 1..)?)))
 }
 
 /// Why the bytes gave no sid.
@@ -639,6 +694,54 @@ fn legacy09_line(b: &[u8]) -> Res<Cow<'_, [u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_cookie_too_long_is_what_set_cookie_refuses_for_its_length() {
+        let long = format!("io={}; Path=/", "k".repeat(MAX_KEY_LEN + 1));
+        let ok = format!("io={}; Path=/", "k".repeat(MAX_KEY_LEN));
+        assert!(set_cookie_too_long(long.as_bytes(), b"io"));
+        assert_eq!(set_cookie(long.as_bytes(), b"io"), None);
+        assert!(!set_cookie_too_long(ok.as_bytes(), b"io"));
+        assert!(set_cookie(ok.as_bytes(), b"io").is_some());
+        assert!(!set_cookie_too_long(long.as_bytes(), b"other"));
+        assert!(!set_cookie_too_long(b"io=; Path=/", b"io"));
+    }
+
+    #[test]
+    fn too_long_tells_long_sids_from_other_bodies() {
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        let ok = "k".repeat(MAX_KEY_LEN);
+        let v4 = |sid: &str| format!(r#"0{{"sid":"{sid}","upgrades":[]}}"#);
+        assert!(too_long(Kind::EngineIo, v4(&long).as_bytes()));
+        assert!(!too_long(Kind::EngineIo, v4(&ok).as_bytes()));
+        assert_eq!(
+            sniff(Kind::EngineIo, v4(&long).as_bytes(), true),
+            Sniffed::NotFound
+        );
+        let spaced = format!(r#"0{{ "upgrades":[], "sid" : "{long}"}}"#);
+        assert!(too_long(Kind::EngineIo, spaced.as_bytes()));
+        // Cut inside the long sid: still too long.
+        assert!(too_long(
+            Kind::EngineIo,
+            &v4(&long).as_bytes()[..9 + MAX_KEY_LEN + 1]
+        ));
+        // A head longer than the module reads.
+        let padded = format!(r#"0{{"pad":"{}","sid":"abc"}}"#, "x".repeat(LOOK_MAX));
+        assert!(too_long(Kind::EngineIo, padded.as_bytes()));
+        assert!(!too_long(Kind::EngineIo, b"<html>not found</html>"));
+        assert!(!too_long(Kind::EngineIo, br#"0{"sid":12}"#));
+        assert!(!too_long(Kind::EngineIo, br#"0{"sid""#));
+        assert!(!too_long(Kind::EngineIo, b""));
+        let l9 = format!("{long}:60:60:websocket");
+        assert!(too_long(Kind::Legacy09, l9.as_bytes()));
+        assert!(!too_long(
+            Kind::Legacy09,
+            format!("{ok}:60:60:websocket").as_bytes()
+        ));
+        let l9j = format!(r#"io.j[0]("{long}:60:60:websocket");"#);
+        assert!(too_long(Kind::Legacy09, l9j.as_bytes()));
+        assert!(!too_long(Kind::Legacy09, b"io.j[0](\"abc:60:60:x\");"));
+    }
 
     #[test]
     fn sid_byte_blocks_agree() {

@@ -148,7 +148,7 @@ mod tests {
         assert!(len <= 1 << 20);
         assert_eq!(len, HEADER_LEN + l.total);
         assert_eq!(HEADER_LEN % 8, 0);
-        assert!(l.capacity > 29_000);
+        assert!(l.capacity > 28_500, "{}", l.capacity);
         assert!(file_layout(HEADER_LEN).is_none());
         assert!(file_layout(10).is_none());
     }

@@ -2,9 +2,15 @@
 //! shared memory that every worker maps.
 //!
 //! Layout (all indices, no pointers, so the block means the same in every process):
-//! a [`Header`], then `nbuckets` bucket heads (`u32`), then `capacity` [`Entry`]s of 32 bytes.
-//! There is one bucket per entry, so chains stay short. Unused entries are handed out in order
-//! (`used`), freed ones go on a free list (through `hnext`).
+//! a [`Header`], then `nbuckets` bucket heads (`u32`), then `capacity` [`Entry`]s of 32 bytes,
+//! then `nslots` [`Slot`]s (the sessions each server holds), then the records of the request
+//! counters (`tally::Record`, read and written by `tally`). There is one bucket per entry, so
+//! chains stay short. Unused entries are handed out in order (`used`), freed ones go on a free
+//! list (through `hnext`).
+//!
+//! **Sessions per server are exact**: every change of an entry (learned, learned again for
+//! another server, evicted, expired, forgotten) adjusts the slot of its server, found by open
+//! addressing on the server's identity; a status request reads them in O(servers).
 //!
 //! **Two recency lists, so that a flood of handshakes cannot push out the sessions in use** (a
 //! segmented LRU): a session learned from a handshake enters *probation*; the first request
@@ -27,6 +33,7 @@
 //! crash, an overflow or an endless loop.
 
 use super::hash::sid_digest;
+use super::tally::Record;
 
 /// "No entry" (index fields hold 31 bits).
 pub const NIL: u32 = 0x7fff_ffff;
@@ -36,7 +43,7 @@ const PROTECTED: u32 = 0x8000_0000;
 /// the entry goes back on probation).
 const USED: u32 = 0x8000_0000;
 /// Format tag of the block; a zone kept over a reload is reused only when it matches.
-pub const MAGIC: u64 = 0x736f_636b_7374_0004;
+pub const MAGIC: u64 = 0x736f_636b_7374_0005;
 /// Longest bucket chain walked; chains of random digests are far shorter.
 const MAX_CHAIN: usize = 64;
 /// Seconds between two log lines about the same kind of event.
@@ -88,6 +95,20 @@ impl Entry {
     }
 }
 
+/// The sessions of one server (16 bytes): identity 0 is an empty slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    /// The server's identity (`hash::peer_identity`; 0 is stored as 1).
+    pub identity: u64,
+    /// Entries of the table learned for it.
+    pub sessions: u32,
+    pub reserved: u32,
+}
+
+/// Longest probe sequence among the slots.
+const MAX_PROBE: usize = 64;
+
 /// One recency list: most recently used at `head`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,6 +153,15 @@ pub struct Header {
     /// `evictions` and `evicted_used` when evictions were last reported.
     pub evictions_reported: u64,
     pub evicted_used_reported: u64,
+    /// Sessions learned: a new entry, an entry learned again for another server, or an
+    /// expired entry learned again.
+    pub learned: u64,
+    /// Slots of servers.
+    pub nslots: u32,
+    /// Records of the request counters after the slots (`tally`).
+    pub nrecords: u32,
+    /// Entries whose server found no slot (all taken by other servers).
+    pub untracked: u64,
 }
 
 const PROBATION: usize = 0;
@@ -143,6 +173,10 @@ pub struct Layout {
     pub capacity: usize,
     pub buckets_offset: usize,
     pub entries_offset: usize,
+    pub nslots: usize,
+    pub slots_offset: usize,
+    pub nrecords: usize,
+    pub records_offset: usize,
     /// Bytes used, at most the block size.
     pub total: usize,
 }
@@ -153,23 +187,50 @@ const ENTRY_SIZE: usize = core::mem::size_of::<Entry>();
 /// Bytes of table per session: one entry and one bucket head.
 pub const BYTES_PER_SESSION: usize = ENTRY_SIZE + 4;
 
+const SLOT_SIZE: usize = core::mem::size_of::<Slot>();
+const RECORD_SIZE: usize = core::mem::size_of::<Record>();
+
+/// Slots (and records) for a block of `bytes`: one per 8 KiB, a power of two from 32 to
+/// 4,096 (a 1m zone: 128 of each, 11 KiB of its 1,024; a 32k zone: 32). A zone's servers
+/// need a slot each, and a record each per upstream, plus a record per upstream.
+pub fn slots_for(bytes: usize) -> usize {
+    (bytes / 8192).next_power_of_two().clamp(32, 4096)
+}
+
 /// The layout for a block of `bytes` bytes (8-byte aligned), or `None` if not even one
 /// entry fits or the capacity would not fit the 31-bit indices.
 pub fn layout(bytes: usize) -> Option<Layout> {
-    let room = bytes.checked_sub(HEADER_SIZE + 8)?;
+    let nslots = slots_for(bytes);
+    let nrecords = nslots;
+    let fixed = HEADER_SIZE + 8 + nslots * SLOT_SIZE + nrecords * RECORD_SIZE;
+    let room = bytes.checked_sub(fixed)?;
     let capacity = (room / BYTES_PER_SESSION).min(NIL as usize - 1);
     if capacity == 0 {
         return None;
     }
     let buckets_offset = HEADER_SIZE;
     let entries_offset = (buckets_offset + capacity * 4).next_multiple_of(8);
-    let total = entries_offset + capacity * ENTRY_SIZE;
+    let slots_offset = entries_offset + capacity * ENTRY_SIZE;
+    let records_offset = slots_offset + nslots * SLOT_SIZE;
+    let total = records_offset + nrecords * RECORD_SIZE;
     (total <= bytes).then_some(Layout {
         capacity,
         buckets_offset,
         entries_offset,
+        nslots,
+        slots_offset,
+        nrecords,
+        records_offset,
         total,
     })
+}
+
+/// The parts of a block the table works on (the records are `tally`'s).
+pub struct Parts<'a> {
+    pub hdr: &'a mut Header,
+    pub buckets: &'a mut [u32],
+    pub entries: &'a mut [Entry],
+    pub slots: &'a mut [Slot],
 }
 
 /// Result of [`Table::learn`].
@@ -200,18 +261,23 @@ pub struct Table<'a> {
     hdr: &'a mut Header,
     buckets: &'a mut [u32],
     entries: &'a mut [Entry],
+    slots: &'a mut [Slot],
 }
 
 impl<'a> Table<'a> {
-    /// Formats a block: empty table, digest key `key`.
-    pub fn format(
-        hdr: &'a mut Header,
-        buckets: &'a mut [u32],
-        entries: &'a mut [Entry],
-        key: [u64; 2],
-    ) -> Option<Table<'a>> {
+    /// Formats a block: empty table, digest key `key`, `nrecords` records after the slots
+    /// (their bytes are the caller's to zero).
+    pub fn format(parts: Parts<'a>, nrecords: usize, key: [u64; 2]) -> Option<Table<'a>> {
+        let Parts {
+            hdr,
+            buckets,
+            entries,
+            slots,
+        } = parts;
         let capacity = u32::try_from(entries.len()).ok().filter(|&c| c < NIL)?;
         let nbuckets = u32::try_from(buckets.len()).ok().filter(|&c| c > 0)?;
+        let nslots = u32::try_from(slots.len()).ok()?;
+        let nrecords = u32::try_from(nrecords).ok()?;
         *hdr = Header {
             magic: MAGIC,
             key,
@@ -220,31 +286,128 @@ impl<'a> Table<'a> {
             used: 0,
             free: NIL,
             lists: [EMPTY; 2],
+            nslots,
+            nrecords,
             ..Header::default()
         };
         buckets.fill(NIL);
+        slots.fill(Slot::default());
         Some(Table {
             hdr,
             buckets,
             entries,
+            slots,
         })
     }
 
     /// A view of an already formatted block, if its header matches the slices.
-    pub fn open(
-        hdr: &'a mut Header,
-        buckets: &'a mut [u32],
-        entries: &'a mut [Entry],
-    ) -> Option<Table<'a>> {
+    pub fn open(parts: Parts<'a>) -> Option<Table<'a>> {
+        let Parts {
+            hdr,
+            buckets,
+            entries,
+            slots,
+        } = parts;
         (hdr.magic == MAGIC
             && hdr.capacity as usize == entries.len()
             && hdr.nbuckets as usize == buckets.len()
+            && hdr.nslots as usize == slots.len()
             && !buckets.is_empty())
         .then_some(Table {
             hdr,
             buckets,
             entries,
+            slots,
         })
+    }
+
+    /// The sessions the table holds for the server `identity`.
+    pub fn sessions_of(&self, identity: u64) -> u64 {
+        self.slot_of(identity)
+            .and_then(|i| self.slots.get(i))
+            .map_or(0, |s| u64::from(s.sessions))
+    }
+
+    /// The slot of `identity`, if it has one.
+    fn slot_of(&self, identity: u64) -> Option<usize> {
+        let id = identity.max(1);
+        let n = self.slots.len();
+        let start = ((u128::from(id) * n as u128) >> 64) as usize;
+        for i in 0..MAX_PROBE.min(n) {
+            let at = (start + i) % n;
+            match self.slots.get(at)?.identity {
+                x if x == id => return Some(at),
+                0 => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// One more session for `identity` (its slot claimed now if it has none: an empty one,
+    /// or one whose server holds no session any more; slots are never emptied, so a probe
+    /// sequence never breaks).
+    fn count_in(&mut self, identity: u64) {
+        let id = identity.max(1);
+        let at = self.slot_of(id).or_else(|| self.free_slot(id));
+        match at.and_then(|at| self.slots.get_mut(at)) {
+            Some(s) => {
+                s.identity = id;
+                s.sessions = s.sessions.saturating_add(1);
+            }
+            None => self.hdr.untracked = self.hdr.untracked.saturating_add(1),
+        }
+    }
+
+    /// The first slot on `id`'s probe sequence that is empty or holds no session.
+    fn free_slot(&self, id: u64) -> Option<usize> {
+        let n = self.slots.len();
+        let start = ((u128::from(id) * n as u128) >> 64) as usize;
+        (0..MAX_PROBE.min(n)).map(|i| (start + i) % n).find(|&at| {
+            self.slots
+                .get(at)
+                .is_some_and(|s| s.identity == 0 || s.sessions == 0)
+        })
+    }
+
+    /// One session less for `identity`.
+    fn count_out(&mut self, identity: u64) {
+        match self.slot_of(identity).and_then(|at| self.slots.get_mut(at)) {
+            Some(s) if s.sessions > 0 => s.sessions -= 1,
+            _ => self.hdr.untracked = self.hdr.untracked.saturating_sub(1),
+        }
+    }
+
+    /// Drops expired entries from the old end of each list (at most `max` in all) and says
+    /// how many; so that the sessions per server of a status request count no expired entry
+    /// there.
+    pub fn reclaim_expired(&mut self, now: u32, timeout: u32, max: usize) -> usize {
+        // No table holds more entries than it has (a corrupted one may loop).
+        let max = max.min(self.entries.len());
+        let mut n = 0;
+        for list in [PROBATION, PROTECTED_LIST] {
+            while n < max && self.drop_expired_tail(list, now, timeout) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops the old end of `list` if it expired; whether it did. An entry at the tail that
+    /// does not carry the list's bit (a corrupted block) is left alone: removing it would
+    /// unlink it from the other list and leave this tail where it is.
+    fn drop_expired_tail(&mut self, list: usize, now: u32, timeout: u32) -> bool {
+        let tail = self.list(list).tail;
+        match self.entries.get(tail as usize) {
+            Some(e)
+                if expired(e.last, now, timeout) && e.protected() == (list == PROTECTED_LIST) =>
+            {
+                self.remove(tail);
+                self.hdr.expired = self.hdr.expired.saturating_add(1);
+                self.list(list).tail != tail
+            }
+            _ => false,
+        }
     }
 
     /// The keyed digest of a session id.
@@ -298,10 +461,19 @@ impl<'a> Table<'a> {
             let live = !expired(e.last, now, timeout);
             let old = e.peer;
             e.peer = peer;
+            if old != peer || !live {
+                self.hdr.learned = self.hdr.learned.saturating_add(1);
+            }
+            if old != peer {
+                self.count_out(old);
+                self.count_in(peer);
+            }
             if !live {
                 // A new session under an old id: on probation, as any new one.
-                e.last = now;
-                e.next &= !USED;
+                if let Some(e) = self.entries.get_mut(index as usize) {
+                    e.last = now;
+                    e.next &= !USED;
+                }
                 self.unlink(index);
                 self.push_front(PROBATION, index);
                 return Learned::New;
@@ -328,13 +500,8 @@ impl<'a> Table<'a> {
             && self.hdr.used >= self.hdr.capacity;
         for list in [PROBATION, PROTECTED_LIST].into_iter().filter(|_| full) {
             for _ in 0..2 {
-                let tail = self.list(list).tail;
-                match self.entries.get(tail as usize) {
-                    Some(e) if expired(e.last, now, timeout) => {
-                        self.remove(tail);
-                        self.hdr.expired = self.hdr.expired.saturating_add(1);
-                    }
-                    _ => break,
+                if !self.drop_expired_tail(list, now, timeout) {
+                    break;
                 }
             }
         }
@@ -358,6 +525,8 @@ impl<'a> Table<'a> {
             *b = index;
         }
         self.push_front(PROBATION, index);
+        self.hdr.learned = self.hdr.learned.saturating_add(1);
+        self.count_in(peer);
         Learned::New
     }
 
@@ -480,6 +649,7 @@ impl<'a> Table<'a> {
             }
         }
         self.unlink(index);
+        self.count_out(e.peer);
         if let Some(x) = self.entries.get_mut(index as usize) {
             *x = Entry {
                 hnext: self.hdr.free,
@@ -649,21 +819,63 @@ mod tests {
         hdr: Header,
         buckets: Vec<u32>,
         entries: Vec<Entry>,
+        slots: Vec<Slot>,
     }
 
     impl Block {
         fn new(capacity: usize) -> Block {
+            Block::with_slots(capacity, 64)
+        }
+        fn with_slots(capacity: usize, slots: usize) -> Block {
             let mut b = Block {
                 hdr: Header::default(),
                 buckets: vec![0; capacity],
                 entries: vec![Entry::default(); capacity],
+                slots: vec![Slot::default(); slots],
             };
-            Table::format(&mut b.hdr, &mut b.buckets, &mut b.entries, [7, 9]).unwrap();
+            Table::format(b.parts(), 0, [7, 9]).unwrap();
             b
         }
-        fn table(&mut self) -> Table<'_> {
-            Table::open(&mut self.hdr, &mut self.buckets, &mut self.entries).unwrap()
+        fn parts(&mut self) -> Parts<'_> {
+            Parts {
+                hdr: &mut self.hdr,
+                buckets: &mut self.buckets,
+                entries: &mut self.entries,
+                slots: &mut self.slots,
+            }
         }
+        fn table(&mut self) -> Table<'_> {
+            Table::open(self.parts()).unwrap()
+        }
+    }
+
+    /// Every slot's count equals the entries of its server in the lists, and no server has
+    /// two slots.
+    fn check_counts(t: &Table) {
+        let mut by_peer = std::collections::HashMap::<u64, u32>::new();
+        for which in [PROBATION, PROTECTED_LIST] {
+            for i in t.recency(which) {
+                *by_peer
+                    .entry(t.entries[i as usize].peer.max(1))
+                    .or_default() += 1;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in t.slots.iter().filter(|s| s.identity != 0) {
+            assert!(seen.insert(s.identity), "two slots for {}", s.identity);
+            assert_eq!(
+                s.sessions,
+                by_peer.get(&s.identity).copied().unwrap_or(0),
+                "{}",
+                s.identity
+            );
+        }
+        let tracked: u32 = t.slots.iter().map(|s| s.sessions).sum();
+        assert_eq!(
+            u64::from(tracked) + t.hdr.untracked,
+            t.live() as u64,
+            "tracked + untracked = live"
+        );
     }
 
     fn sid(i: usize) -> Vec<u8> {
@@ -673,15 +885,25 @@ mod tests {
     #[test]
     fn layout_density() {
         assert_eq!(ENTRY_SIZE, 32);
+        assert_eq!(SLOT_SIZE, 16);
+        assert_eq!(RECORD_SIZE, 72);
         let l = layout(1 << 20).unwrap();
-        assert!(l.capacity >= 29_000, "{}", l.capacity);
+        assert!(l.capacity >= 28_500, "{}", l.capacity);
+        assert_eq!((l.nslots, l.nrecords), (128, 128));
         assert!(l.total <= 1 << 20);
         assert_eq!(l.entries_offset % 8, 0);
+        assert_eq!(l.slots_offset % 8, 0);
+        assert_eq!(l.records_offset % 8, 0);
+        assert_eq!(l.records_offset, l.slots_offset + 128 * SLOT_SIZE);
         assert!(layout(HEADER_SIZE).is_none());
         assert!(layout(0).is_none());
-        let small = layout(HEADER_SIZE + 8 + BYTES_PER_SESSION).unwrap();
+        let fixed = HEADER_SIZE + 8 + 32 * (SLOT_SIZE + RECORD_SIZE);
+        let small = layout(fixed + BYTES_PER_SESSION).unwrap();
         assert_eq!(small.capacity, 1);
-        assert!(small.total <= HEADER_SIZE + 8 + BYTES_PER_SESSION);
+        assert!(small.total <= fixed + BYTES_PER_SESSION);
+        assert!(layout(fixed).is_none());
+        assert_eq!(layout(32 << 10).unwrap().nslots, 32);
+        assert_eq!(layout(64 << 20).unwrap().nslots, 4096);
     }
 
     #[test]
@@ -990,6 +1212,77 @@ mod tests {
         }
         assert_eq!(t.lookup(wave[0], 102, 600), None);
         assert_eq!(t.lookup(wave[1], 102, 600), Some(1));
+    }
+
+    #[test]
+    fn sessions_per_server_follow_every_change() {
+        let mut b = Block::new(100);
+        let mut t = b.table();
+        // 150 sessions of 3 servers into 100 entries: evictions.
+        for i in 0..150u64 {
+            t.learn(t.digest(&sid(i as usize)), 1 + i % 3, 100, 5);
+            check_counts(&t);
+        }
+        let total: u64 = (1..=3).map(|p| t.sessions_of(p)).sum();
+        assert_eq!(total, 100);
+        assert_eq!(t.header().learned, 150);
+        // Learned again for another server: moves.
+        let d = t.digest(&sid(149));
+        let before = (t.sessions_of(1), t.sessions_of(3));
+        assert!(matches!(t.learn(d, 1, 100, 5), Learned::Replaced { .. }));
+        assert_eq!(
+            (t.sessions_of(1), t.sessions_of(3)),
+            (before.0 + 1, before.1 - 1)
+        );
+        check_counts(&t);
+        // The same again: nothing changes.
+        assert_eq!(t.learn(d, 1, 101, 5), Learned::Same);
+        check_counts(&t);
+        // Expired, found by a lookup: gone.
+        assert_eq!(t.lookup(t.digest(&sid(148)), 200, 5), None);
+        check_counts(&t);
+        // Forgotten.
+        assert!(t.forget(t.digest(&sid(147))));
+        check_counts(&t);
+        // Learned again after it expired, for another server.
+        t.learn(t.digest(&sid(146)), 2, 300, 5);
+        check_counts(&t);
+        // A status request's sweep: every expired entry at the old ends goes.
+        let n = t.reclaim_expired(300, 5, usize::MAX);
+        assert!(n >= 90, "{n}");
+        check_counts(&t);
+        assert_eq!(t.live(), 1);
+        assert_eq!(
+            (t.sessions_of(1), t.sessions_of(2), t.sessions_of(3)),
+            (0, 1, 0)
+        );
+        assert_eq!(t.sessions_of(99), 0);
+    }
+
+    #[test]
+    fn more_servers_than_slots() {
+        let mut b = Block::with_slots(64, 4);
+        let mut t = b.table();
+        // Eight servers, four slots: four are counted, the others are "untracked".
+        for i in 0..64u64 {
+            t.learn(t.digest(&sid(i as usize)), 10 + i % 8, 100, 600);
+        }
+        check_counts(&t);
+        assert_eq!(t.header().untracked, 32);
+        // Servers whose sessions all went give their slot to another one.
+        for i in 0..64u64 {
+            if i % 8 < 4 {
+                assert!(t.forget(t.digest(&sid(i as usize))));
+            }
+        }
+        check_counts(&t);
+        for i in 64..72u64 {
+            t.learn(t.digest(&sid(i as usize)), 20 + i % 8, 100, 600);
+        }
+        check_counts(&t);
+        // Identity 0 is counted as 1.
+        t.learn(t.digest(b"zero"), 0, 100, 600);
+        check_counts(&t);
     }
 
     #[test]
