@@ -65,6 +65,7 @@ unsafe fn init_upstream_inner(
     };
     // SAFETY: the configuration's log and the upstream's name are valid during init.
     let upstream = unsafe { String::from_utf8_lossy(bytes(&(*us).host)) };
+    conf.name = upstream.as_bytes().to_vec();
     if let Err(msg) = resolve_routes(conf, &lines, &upstream) {
         // SAFETY: as above.
         ngx::ngx_log_error!(NGX_LOG_EMERG, unsafe { (*cf).log }, "{}", msg);
@@ -290,6 +291,9 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
             Choice::Take(p, status) => {
                 peers::take(pc, &mut pd.rrp, p.at, now);
                 pd.status = Some(status);
+                if let (Some(r), Some(i)) = (p.record(), status.counter()) {
+                    r.add(i);
+                }
                 NGX_OK as ngx_int_t
             }
             Choice::Refuse => refuse(pc, pd, peers),
@@ -307,14 +311,22 @@ unsafe fn get_peer_inner(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> n
 /// `pd.rrp` must be this request's round-robin data.
 unsafe fn balance(pc: *mut ngx_peer_connection_t, pd: &mut PeerData) -> ngx_int_t {
     pd.status = Some(Status::Fallback);
-    if pd.conf().balance == Balance::LeastConn {
+    let rc = match pd.conf().balance {
         // SAFETY: guaranteed by the caller.
-        if let Some(rc) = unsafe { least_conn(pc, pd) } {
-            return rc;
+        Balance::LeastConn => unsafe { least_conn(pc, pd) },
+        Balance::RoundRobin => None,
+    };
+    // SAFETY: `rrp` is round robin's own data for this request.
+    let rc = rc.unwrap_or_else(|| unsafe {
+        ngx_http_upstream_get_round_robin_peer(pc, ptr::addr_of_mut!(pd.rrp).cast())
+    });
+    if rc == NGX_OK as ngx_int_t && !pd.rrp.current.is_null() {
+        if let Some(i) = Status::Fallback.counter() {
+            // SAFETY: the primary list and the peer just taken are valid; no list is locked.
+            unsafe { pd.conf().count_sent(pd.primary, pd.rrp.current, i) };
         }
     }
-    // SAFETY: `rrp` is round robin's own data for this request.
-    unsafe { ngx_http_upstream_get_round_robin_peer(pc, ptr::addr_of_mut!(pd.rrp).cast()) }
+    rc
 }
 
 /// `balance=least_conn` over the request's current peer list; `None` when no peer is usable
@@ -351,6 +363,10 @@ unsafe fn refuse(
     peers: *mut ngx_http_upstream_rr_peers_t,
 ) -> ngx_int_t {
     pd.status = Some(Status::Strict);
+    // Refusals reach no server: counted for the upstream.
+    if let Some(r) = pd.conf().record(0) {
+        r.add(crate::logic::status::REFUSED);
+    }
     // SAFETY: the list's name is configuration memory.
     unsafe {
         (*pc).name = (*peers).name;

@@ -20,6 +20,7 @@ use crate::logic::extract::{ArgNames, CaptureRegex};
 use crate::logic::params::{self, Balance};
 use crate::logic::route::{Label, Routes};
 use crate::logic::servers::Placement;
+use crate::logic::tally::{self, Record};
 use crate::peers::{facts_of, CookieSpec, Facts, IndexSpec, PeerIndex, PeersLock};
 
 /// A key source ready for run time (variables resolved to their index).
@@ -92,6 +93,9 @@ pub struct SrvConf {
     pub placement: Option<Placement>,
     /// Built by `init_upstream`: route labels resolved to servers.
     pub routes: Routes,
+    /// Built by `init_upstream`: the upstream's name (`upstream NAME`), which keys its request
+    /// counters in the zone.
+    pub name: Vec<u8>,
     /// The worker's index of the peer list.
     index: UnsafeCell<PeerIndex>,
 }
@@ -115,6 +119,7 @@ impl Default for SrvConf {
             balance: Balance::RoundRobin,
             placement: None,
             routes: Routes::default(),
+            name: Vec::new(),
             index: UnsafeCell::default(),
         }
     }
@@ -155,8 +160,10 @@ impl SrvConf {
     /// balancer nor the filters are re-entered while they hold one).
     #[inline]
     pub unsafe fn index(&self, peers: *mut ngx_http_upstream_rr_peers_t) -> Option<&PeerIndex> {
+        let record = |identity| self.record(identity);
         let spec = || {
             Some(IndexSpec {
+                record: &record,
                 placement: self.placement.as_ref()?,
                 routes: self.route.as_ref().map(|_| &self.routes),
                 cookie: self.cookie.as_ref().map(|c| CookieSpec {
@@ -168,6 +175,39 @@ impl SrvConf {
         };
         // SAFETY: guaranteed by the caller.
         unsafe { (*self.index.get()).of(peers, spec) }
+    }
+
+    /// The request counters of server `identity` in this upstream (0: the upstream's own),
+    /// claimed in the zone if need be.
+    pub fn record(&self, identity: u64) -> Option<&'static Record> {
+        // SAFETY: `zone` is null or this cycle's zone of the upstream.
+        unsafe { crate::zone::record(self.zone, tally::key(&self.name, identity)) }
+    }
+
+    /// Counts a request sent to `peer` by the route at `route` (`status::ROUTES`): the
+    /// counters of a primary peer are in the index, those of a backup peer are found.
+    ///
+    /// # Safety
+    /// As for [`SrvConf::facts`].
+    pub unsafe fn count_sent(
+        &self,
+        primary: *mut ngx_http_upstream_rr_peers_t,
+        peer: *const ngx_http_upstream_rr_peer_t,
+        route: usize,
+    ) {
+        // SAFETY: guaranteed by the caller; the list is read under its lock.
+        unsafe {
+            {
+                let _lock = PeersLock::read(primary);
+                if let Some(r) = self.index(primary).and_then(|i| i.record(peer)) {
+                    r.add(route);
+                    return;
+                }
+            }
+            if let Some(r) = self.record(facts_of(peer).identity) {
+                r.add(route);
+            }
+        }
     }
 
     /// What the responses need of the peer that answered: from the index of the primary

@@ -17,6 +17,7 @@ use crate::glue::{bytes, cycle_log, multi_header};
 use crate::logic::choose::Status;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Look, Sniffed};
+use crate::logic::status::{COMPRESSED, NOT_200, TOO_LONG, UNRECOGNISED};
 use crate::logic::table::Learned;
 use crate::peer_data::{Learning, PeerData};
 
@@ -31,14 +32,25 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
     // SAFETY: `r` is valid; its response headers are complete at the header filter. The
     // configuration outlives the request (not borrowed from `pd`).
     let (conf, peer) = unsafe {
-        if (*r).headers_out.status != 200 || pd.rrp.current.is_null() {
+        if pd.rrp.current.is_null() {
             return;
+        }
+        match (*r).headers_out.status {
+            200 => {}
+            // A websocket-only client's handshake: the open packet comes in a websocket
+            // frame, which nobody learns from; nothing went wrong.
+            101 => return,
+            _ => {
+                skipped(pd.conf.as_ref(), NOT_200);
+                return;
+            }
         }
         (pd.conf.as_ref(), pd.rrp.current)
     };
     // SAFETY: the primary list and the peer that answered are valid.
     let identity = unsafe { conf.facts(pd.primary, peer) }.identity;
 
+    let mut cookie_too_long = false;
     if conf.sid_cookies {
         // SAFETY: `r` is valid and its upstream's parsed response headers with it.
         for value in unsafe { set_cookies(r) } {
@@ -48,6 +60,7 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
                         store(pd, conf, sid, identity, log);
                         return;
                     }
+                    cookie_too_long |= sniff::set_cookie_too_long(value, name.as_slice());
                 }
             }
         }
@@ -63,15 +76,20 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
     };
     if encoded {
         ngx::ngx_log_debug!(log, "socketio_sticky: encoded handshake not learned");
+        skipped(conf, COMPRESSED);
         return;
     }
     if header_only {
+        if cookie_too_long {
+            skipped(conf, TOO_LONG);
+        }
         return;
     }
     pd.look = Some(Learning {
         kind,
         peer: identity,
         look: None,
+        cookie_too_long,
     });
 }
 
@@ -92,15 +110,21 @@ pub unsafe fn body(
     };
     // SAFETY: the chain's links and buffers are valid; a look is in the request pool.
     unsafe {
+        // The bytes looked at, for the reason of a skip.
+        let mut looked: &[u8] = &[];
         let seen = match learning.look {
             Some(mut look) => {
                 let look = look.as_mut();
                 let ended = feed(look, chain);
+                looked = look.seen();
                 look.sniff(ended)
             }
             None => match first_buffer(chain) {
                 // The first bytes are all in the first buffer: read them in place.
-                Some((data, last)) => sniff::sniff(learning.kind, data, last),
+                Some((data, last)) => {
+                    looked = data;
+                    sniff::sniff(learning.kind, data, last)
+                }
                 None => Sniffed::NeedMore,
             },
         };
@@ -119,6 +143,7 @@ pub unsafe fn body(
                 });
                 let look = look.as_mut();
                 let ended = feed(look, chain);
+                looked = look.seen();
                 look.sniff(ended)
             }
             (seen, _) => seen,
@@ -134,6 +159,8 @@ pub unsafe fn body(
             Sniffed::NotFound => {
                 pd.look = None;
                 ngx::ngx_log_debug!(log, "socketio_sticky: no session id in handshake body");
+                let long = learning.cookie_too_long || sniff::too_long(learning.kind, looked);
+                skipped(pd.conf.as_ref(), if long { TOO_LONG } else { UNRECOGNISED });
             }
         }
     }
@@ -216,6 +243,13 @@ unsafe fn buf_bytes<'a>(b: &ngx_buf_t) -> &'a [u8] {
     }
     // SAFETY: guaranteed by the caller; `last >= pos` was checked.
     unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) }
+}
+
+/// Counts a handshake whose session id was not learned, by reason.
+fn skipped(conf: &SrvConf, reason: usize) {
+    if let Some(r) = conf.record(0) {
+        r.add(reason);
+    }
 }
 
 /// Stores `sid -> peer` in the zone. What it logs names no session and is logged without the

@@ -6,15 +6,16 @@
 //! session and `logic::choose` for the peer, over `peers` (nginx's peer list); its state is
 //! `peer_data`. On the way back, `filter` hands the response to `route_cookie` and `learn`
 //! (which stores into `zone`). `directive` parses the configuration into `conf`; `variables`
-//! exposes `$socketio_sticky_*`; `logic` is plain Rust without nginx, tested by `cargo test`.
+//! exposes `$socketio_sticky_*`; `status_endpoint` answers `socketio_sticky_status`; `logic` is
+//! plain Rust without nginx, tested by `cargo test`.
 
 use core::ffi::c_void;
 use core::ptr;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_uint_t,
-    NGX_CONF_ANY, NGX_CONF_TAKE2, NGX_ERROR, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET,
-    NGX_HTTP_UPS_CONF, NGX_OK,
+    NGX_CONF_ANY, NGX_CONF_NOARGS, NGX_CONF_TAKE2, NGX_ERROR, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF_OFFSET, NGX_HTTP_UPS_CONF, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleServerConf};
 
@@ -30,6 +31,7 @@ mod peers;
 mod request;
 mod route_cookie;
 mod state_mapping;
+mod status_endpoint;
 mod variables;
 mod zone;
 
@@ -60,7 +62,7 @@ static NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_MODULE_CTX: ngx_http_module_t = ngx_htt
     merge_loc_conf: None,
 };
 
-static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 3] = [
+static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 4] = [
     ngx_command_t {
         name: ngx::ngx_string!("socketio_sticky"),
         type_: (NGX_HTTP_UPS_CONF | NGX_CONF_ANY) as ngx_uint_t,
@@ -74,6 +76,14 @@ static mut NGX_HTTP_UPSTREAM_SOCKETIO_STICKY_COMMANDS: [ngx_command_t; 3] = [
         type_: (NGX_HTTP_UPS_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
         set: Some(directive::set_route_label),
         conf: NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("socketio_sticky_status"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(status_endpoint::set_status),
+        conf: NGX_HTTP_LOC_CONF_OFFSET as ngx_uint_t,
         offset: 0,
         post: ptr::null_mut(),
     },

@@ -52,6 +52,8 @@ pub struct Learning {
     pub peer: u64,
     /// Its first bytes so far, once they came in more than one buffer (request pool).
     pub look: Option<NonNull<Look>>,
+    /// A `Set-Cookie` set the sid cookie to a value too long to be a session id.
+    pub cookie_too_long: bool,
 }
 
 impl PeerData {

@@ -17,6 +17,7 @@ use crate::logic::hash::peer_identity;
 use crate::logic::least_conn::Candidate;
 use crate::logic::route::Routes;
 use crate::logic::servers::Placement;
+use crate::logic::tally::Record;
 
 /// `down` of a peer marked `drain` (nginx 1.29.6 and later: `NGX_HTTP_UPSTREAM_DRAINING`);
 /// `down` is 1 for `down` or a peer found failed by a health check.
@@ -44,6 +45,8 @@ struct Entry {
     facts: Facts,
     /// With `cookie=`: the whole `Set-Cookie` value that names it.
     set_cookie: Box<[u8]>,
+    /// Its request counters in the zone (null without a zone, or when they are all taken).
+    record: *const Record,
 }
 
 /// The worker's index of one peer list (shared by the upstream's requests), rebuilt when the
@@ -71,6 +74,8 @@ pub struct IndexSpec<'a> {
     pub placement: &'a Placement,
     pub routes: Option<&'a Routes>,
     pub cookie: Option<CookieSpec<'a>>,
+    /// The request counters of a server identity, if it can have some.
+    pub record: &'a dyn Fn(u64) -> Option<&'static Record>,
 }
 
 /// The route cookie as the index prepares it for each peer.
@@ -87,11 +92,11 @@ impl PeerIndex {
     /// # Safety
     /// `peers` must be valid and locked (or not shared).
     #[inline]
-    pub unsafe fn of<'a>(
-        &'a mut self,
+    pub unsafe fn of<'s>(
+        &mut self,
         peers: *mut ngx_http_upstream_rr_peers_t,
-        spec: impl FnOnce() -> Option<IndexSpec<'a>>,
-    ) -> Option<&'a PeerIndex> {
+        spec: impl FnOnce() -> Option<IndexSpec<'s>>,
+    ) -> Option<&PeerIndex> {
         // SAFETY: guaranteed by the caller.
         let (number, config) = unsafe { ((*peers).number, peers_config(peers)) };
         if self.peers != peers as usize || self.number != number || self.config != config {
@@ -140,13 +145,12 @@ impl PeerIndex {
                 }
                 _ => Box::default(),
             };
+            let identity = peer_identity(server, name);
             self.entries.push(Entry {
                 at: PeerAt { peer, index },
-                facts: Facts {
-                    identity: peer_identity(server, name),
-                    cookie,
-                },
+                facts: Facts { identity, cookie },
                 set_cookie,
+                record: (spec.record)(identity).map_or(ptr::null(), ptr::from_ref),
             });
             peer = next;
             index += 1;
@@ -203,6 +207,18 @@ impl PeerIndex {
         self.find(&self.by_pointer, peer as usize).map(|e| e.facts)
     }
 
+    /// The request counters of `peer`, if it is a peer of this list that has some.
+    #[inline]
+    pub fn record(&self, peer: *const ngx_http_upstream_rr_peer_t) -> Option<&Record> {
+        let e = if self.entries.len() <= 8 {
+            self.entries.iter().find(|e| ptr::eq(e.at.peer, peer))
+        } else {
+            self.find(&self.by_pointer, peer as usize)
+        }?;
+        // SAFETY: a record lives as long as the zone of this cycle, and so as this index.
+        unsafe { e.record.as_ref() }
+    }
+
     /// The route cookie of `peer` (its id and its whole `Set-Cookie` value), if it is a peer
     /// of this list and the upstream has `cookie=`.
     #[inline]
@@ -246,6 +262,7 @@ impl ListView<'_> {
     fn peer(&self, e: &Entry) -> NginxPeer {
         NginxPeer {
             at: e.at,
+            record: e.record,
             tried: self.tried,
             now: self.now,
         }
@@ -285,11 +302,20 @@ impl Peers for ListView<'_> {
 /// A peer of the locked list as the rules read it, for one request.
 pub struct NginxPeer {
     pub at: PeerAt,
+    /// Its request counters (null if it has none).
+    record: *const Record,
     tried: *mut usize,
     now: i64,
 }
 
 impl NginxPeer {
+    /// Its request counters, if it has some.
+    #[inline]
+    pub fn record(&self) -> Option<&Record> {
+        // SAFETY: a record lives as long as the zone of this cycle (see `PeerIndex::record`).
+        unsafe { self.record.as_ref() }
+    }
+
     fn peer(&self) -> &ngx_http_upstream_rr_peer_t {
         // SAFETY: the list is locked and the peer is its element while the rules read it.
         unsafe { &*self.at.peer }
@@ -363,6 +389,7 @@ pub unsafe fn walk(
     })
     .map(move |(peer, index)| NginxPeer {
         at: PeerAt { peer, index },
+        record: ptr::null(),
         tried,
         now,
     })

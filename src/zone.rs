@@ -20,7 +20,8 @@ use ngx::ffi::{
 };
 
 use crate::glue::guard;
-use crate::logic::table::{layout, Entry, Evictions, Header, Layout, Learned, Table};
+use crate::logic::table::{layout, Entry, Evictions, Header, Layout, Learned, Parts, Slot, Table};
+use crate::logic::tally::{Record, Tally};
 use crate::state_mapping::{self, Mapping, Opened};
 
 /// What a worker knows of a zone: where its table is. Lives in the configuration pool (dropped
@@ -259,10 +260,12 @@ unsafe fn init_zone_inner(zone: *mut ngx_shm_zone_t, old: *mut ZoneCtx) -> ngx_i
 fn format_block(base: *mut u8, l: Layout) -> bool {
     // SAFETY: callers pass a block of `l.total` bytes that no other process uses yet.
     unsafe {
-        let Some((hdr, buckets, entries)) = parts(base, l) else {
+        let Some((parts, records)) = parts(base, l) else {
             return false;
         };
-        Table::format(hdr, buckets, entries, random_key()).is_some()
+        // Slab memory comes uninitialised: the records start as zero bytes (empty).
+        ptr::write_bytes(records.as_ptr().cast_mut(), 0, records.len());
+        Table::format(parts, records.len(), random_key()).is_some()
     }
 }
 
@@ -279,9 +282,12 @@ fn table_opens(base: *mut u8, l: Layout) -> bool {
 unsafe fn with_block<R>(base: *mut u8, l: Layout, f: impl FnOnce(&mut Table) -> R) -> Option<R> {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        let (hdr, buckets, entries) = parts(base, l)?;
-        let mut table = Table::open(hdr, buckets, entries)?;
-        Some(f(&mut table))
+        let (parts, records) = parts(base, l)?;
+        if records.len() != l.nrecords {
+            return None;
+        }
+        let mut table = Table::open(parts)?;
+        (table.header().nrecords as usize == l.nrecords).then(|| f(&mut table))
     }
 }
 
@@ -294,28 +300,147 @@ unsafe fn table_bytes(shpool: *mut ngx_slab_pool_t) -> usize {
     unsafe { (*shpool).pfree.saturating_mul(ngx_pagesize) }
 }
 
-/// The header, bucket and entry slices of a table block.
+/// The parts of a table block: the table's (header, buckets, entries, slots) and the records
+/// of the request counters.
 ///
 /// # Safety
 /// `base` must point to `l.total` bytes, 8-byte aligned, used only as this table, and the
-/// caller must hold the zone's lock (or be formatting it before any worker exists).
-unsafe fn parts<'a>(
-    base: *mut u8,
-    l: Layout,
-) -> Option<(&'a mut Header, &'a mut [u32], &'a mut [Entry])> {
+/// caller must hold the zone's lock (or be formatting it before any worker exists). The
+/// records are only ever used through atomics, so they may be read without the lock.
+unsafe fn parts<'a>(base: *mut u8, l: Layout) -> Option<(Parts<'a>, &'a [Record])> {
     if base.is_null() {
         return None;
     }
-    // SAFETY: `layout` placed the three parts inside the block, disjoint and aligned
-    // (header and entries at multiples of 8, buckets at 4); all-zero or formatted contents
-    // are valid values of these plain integer types.
+    // SAFETY: `layout` placed the parts inside the block, disjoint and aligned (header,
+    // entries, slots and records at multiples of 8, buckets at 4); all-zero or formatted
+    // contents are valid values of these plain integer and atomic types.
     unsafe {
         let hdr = &mut *base.cast::<Header>();
         let buckets =
             core::slice::from_raw_parts_mut(base.add(l.buckets_offset).cast::<u32>(), l.capacity);
         let entries =
             core::slice::from_raw_parts_mut(base.add(l.entries_offset).cast::<Entry>(), l.capacity);
-        Some((hdr, buckets, entries))
+        let slots =
+            core::slice::from_raw_parts_mut(base.add(l.slots_offset).cast::<Slot>(), l.nslots);
+        let records =
+            core::slice::from_raw_parts(base.add(l.records_offset).cast::<Record>(), l.nrecords);
+        Some((
+            Parts {
+                hdr,
+                buckets,
+                entries,
+                slots,
+            },
+            records,
+        ))
+    }
+}
+
+/// The records of the block of a zone (without the lock: they are atomics), if it has a table.
+///
+/// # Safety
+/// `zone` must be a zone declared by [`add_zone`] in the running cycle.
+unsafe fn records<'a>(zone: *mut ngx_shm_zone_t) -> Option<&'a [Record]> {
+    // SAFETY: our zones' `data` is a `ZoneCtx` filled by `init_zone`; the block lives as long
+    // as the zone (and its mapping) of this cycle.
+    unsafe {
+        let ctx = (*zone).data.cast::<ZoneCtx>().as_ref()?;
+        let (base, l) = match &ctx.map {
+            Some(m) => (m.block(), m.layout),
+            None => ctx.slab?,
+        };
+        if base.is_null() {
+            return None;
+        }
+        Some(core::slice::from_raw_parts(
+            base.add(l.records_offset).cast::<Record>(),
+            l.nrecords,
+        ))
+    }
+}
+
+/// The record of `key` (`tally::key`) in the zone, claimed now (under the zone's lock) if
+/// it was not; `None` without a table or when the records are all taken. The record lives as
+/// long as the zone in this cycle.
+///
+/// # Safety
+/// `zone` must be null or a zone declared by [`add_zone`] in the running cycle.
+pub unsafe fn record<'a>(zone: *mut ngx_shm_zone_t, key: u64) -> Option<&'a Record> {
+    if zone.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let rs = records(zone)?;
+        if let Some(r) = Tally::new(rs).find(key) {
+            return Some(r);
+        }
+        with_table(zone, |_| Tally::new(rs).claim(key)).flatten()
+    }
+}
+
+/// The counters of the record of `key`, if it was claimed (all 0 otherwise).
+///
+/// # Safety
+/// As for [`record`].
+pub unsafe fn counts(zone: *mut ngx_shm_zone_t, key: u64) -> [u64; 8] {
+    if zone.is_null() {
+        return [0; 8];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { records(zone) }
+        .and_then(|rs| Tally::new(rs).find(key))
+        .map_or([0; 8], Record::values)
+}
+
+/// What a status request shows of a zone's table.
+#[derive(Default)]
+pub struct Figures {
+    pub capacity: u64,
+    pub sessions: u64,
+    pub learned: u64,
+    pub evicted: u64,
+    pub evicted_in_use: u64,
+    pub expired: u64,
+    pub duplicate_ids: u64,
+    /// Sessions held for each of the identities asked for, in their order.
+    pub per_server: Vec<u64>,
+}
+
+/// Expired entries a status request drops at most (so that it costs O(servers) whatever
+/// the table holds; lookups and learning drop the others).
+const SWEEP_MAX: usize = 256;
+
+/// The zone's figures and the sessions it holds for each of `identities`, read under its lock
+/// after expired sessions at the old ends were dropped; `None` without a table.
+///
+/// # Safety
+/// As for [`record`].
+pub unsafe fn figures(
+    zone: *mut ngx_shm_zone_t,
+    identities: &[u64],
+    now: u32,
+    timeout: u32,
+) -> Option<Figures> {
+    if zone.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        with_table(zone, |t| {
+            t.reclaim_expired(now, timeout, SWEEP_MAX);
+            let h = t.header();
+            Figures {
+                capacity: u64::from(h.capacity),
+                sessions: t.live() as u64,
+                learned: h.learned,
+                evicted: h.evictions,
+                evicted_in_use: h.evicted_used,
+                expired: h.expired,
+                duplicate_ids: h.collisions,
+                per_server: identities.iter().map(|&i| t.sessions_of(i)).collect(),
+            }
+        })
     }
 }
 
