@@ -1091,7 +1091,7 @@ GET /p1.html
 --- grep_error_log eval
 qr/socketio_sticky: zone "tiny" is full and evicts sessions: .*/
 --- grep_error_log_out
-socketio_sticky: zone "tiny" is full and evicts sessions: 1 so far, 0 of them in use (it holds 792 sessions; a larger zone keeps more)
+socketio_sticky: zone "tiny" is full and evicts sessions: 1 so far, 0 of them in use (it holds 714 sessions; a larger zone keeps more)
 --- no_error_log
 [error]
 lru-known-Vw3Xy4Za5AAA
