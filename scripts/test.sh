@@ -74,6 +74,9 @@ stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t
 stage "e2e fleet: two nginx nodes, route= and cookie=" t/e2e/fleet
 # Faults: a backend killed under load and restarted, reloads every second, a zone too small.
 stage "e2e faults (quick)" t/e2e/faults --quick
+# The status endpoint: a real Prometheus scrapes it during real Socket.IO sessions, headless
+# Chromium renders its page (installs prometheus and chromium when missing).
+stage "e2e status: Prometheus scrapes it, Chromium renders its page" t/e2e/status
 
 # The benchmark harness in its fast mode (no valgrind, no timing): every row still behaves.
 stage "bench/callgrind --quick" env BENCH_NO_BUILD=1 bench/callgrind --quick
