@@ -214,6 +214,10 @@ unsafe fn init_peer_inner(
         }
     }
     claims.cookie = keys.route_cookie;
+    if conf.sid_prefix.is_some() {
+        // SAFETY: `r` is valid; the tag was stored by the PREACCESS handler.
+        claims.prefix = unsafe { crate::prefix_request::tag_of(r) };
+    }
 
     // SAFETY: `r` and `us` are valid. Every field but round robin's data is written here;
     // round robin's init writes all of that before anything reads it.

@@ -86,6 +86,8 @@ pub struct SrvConf {
     pub cookie: Option<RouteCookie>,
     /// `strict`: no other server answers for a session whose server is out.
     pub strict: bool,
+    /// `sid_prefix`: the key of the servers' session id tags.
+    pub sid_prefix: Option<CookieKey>,
     /// `balance=`: placement of requests that no key decides.
     pub balance: Balance,
 
@@ -116,6 +118,7 @@ impl Default for SrvConf {
             labels: Vec::new(),
             cookie: None,
             strict: false,
+            sid_prefix: None,
             balance: Balance::RoundRobin,
             placement: None,
             routes: Routes::default(),
@@ -164,6 +167,7 @@ impl SrvConf {
         let spec = || {
             Some(IndexSpec {
                 record: &record,
+                tags: self.sid_prefix.as_ref(),
                 placement: self.placement.as_ref()?,
                 routes: self.route.as_ref().map(|_| &self.routes),
                 cookie: self.cookie.as_ref().map(|c| CookieSpec {

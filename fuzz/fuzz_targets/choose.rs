@@ -61,6 +61,10 @@ impl Peers for List {
         let i = (*self.cookie.get(usize::try_from(id).ok()?)?)?;
         Some(self.get(i))
     }
+    // The reference model has no prefix step yet: no tag names a peer here.
+    fn of_tag(&self, _id: u64) -> Option<P> {
+        None
+    }
     fn of_member(&self, member: usize) -> Option<P> {
         let i = (*self.member.get(member)?)?;
         Some(self.get(i))

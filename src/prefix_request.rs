@@ -1,0 +1,181 @@
+//! `sid_prefix` on the way in: a PREACCESS phase handler takes the server tag off the
+//! request's `sid` argument (`$args` and the unparsed URI, which `proxy_pass` sends as it is
+//! when it has no URI part), so that the backend only ever sees the session id it minted;
+//! the tag is kept in `$socketio_sticky_prefix`, where the balancer finds it. It runs before
+//! the request goes upstream, so a retry (`proxy_next_upstream`) sends the stripped request
+//! too. The pure part is `logic::prefix`.
+
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_core_main_conf_t, ngx_http_get_variable_index, ngx_http_handler_pt,
+    ngx_http_phases_NGX_HTTP_PREACCESS_PHASE as PREACCESS, ngx_http_request_t, ngx_int_t,
+    ngx_pnalloc, ngx_str_t, NGX_DECLINED, NGX_ERROR, NGX_OK,
+};
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+
+use crate::glue::{bytes, guard};
+use crate::logic::prefix::{self, TAG_LEN};
+
+/// The variable that holds a request's tag.
+pub const VARIABLE: &[u8] = b"socketio_sticky_prefix";
+
+/// Whether an upstream has `sid_prefix` (the phase handler is installed only then).
+static mut ENABLED: bool = false;
+/// The index of `$socketio_sticky_prefix` (set at configuration time).
+static mut INDEX: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// An upstream has `sid_prefix`: the requests need the handler.
+pub fn enable() {
+    // SAFETY: configuration is parsed in one thread, before any worker exists.
+    unsafe { ptr::addr_of_mut!(ENABLED).write(true) };
+}
+
+/// `postconfiguration`: the variable's index, and the phase handler, when any upstream has
+/// `sid_prefix`.
+///
+/// # Safety
+/// `cf` must be the configuration being finished.
+pub unsafe fn init(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: configuration time, single-threaded; `cf` is valid.
+    unsafe {
+        if !ptr::addr_of!(ENABLED).read() {
+            return NGX_OK as ngx_int_t;
+        }
+        let mut name = ngx_str_t {
+            len: VARIABLE.len(),
+            data: VARIABLE.as_ptr().cast_mut(),
+        };
+        let index = ngx_http_get_variable_index(cf, &mut name);
+        if index == NGX_ERROR as ngx_int_t {
+            return index;
+        }
+        ptr::addr_of_mut!(INDEX).write(index);
+        let Some(cmcf) =
+            NgxHttpCoreModule::main_conf_mut(&*cf).map(|c: &mut ngx_http_core_main_conf_t| c)
+        else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        let phase = &mut cmcf.phases[PREACCESS as usize].handlers;
+        let h = ngx::ffi::ngx_array_push(phase).cast::<ngx_http_handler_pt>();
+        if h.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        h.write(Some(handler));
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// The phase handler: never decides the request (always `NGX_DECLINED`).
+unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request.
+    let log = unsafe { (*(*r).connection).log };
+    guard(log, NGX_DECLINED as ngx_int_t, || {
+        // SAFETY: as above.
+        unsafe { strip(r) };
+        NGX_DECLINED as ngx_int_t
+    })
+}
+
+/// Takes the tag off the `sid` argument, if it has one, and keeps it in the variable.
+///
+/// # Safety
+/// `r` must be a valid request in its PREACCESS phase.
+unsafe fn strip(r: *mut ngx_http_request_t) {
+    // SAFETY: `r` is valid; new strings are allocated in its pool, which outlives it.
+    unsafe {
+        let args = bytes(&(*r).args);
+        if args.is_empty() {
+            return;
+        }
+        let out = ngx_pnalloc((*r).pool, args.len()).cast::<u8>();
+        if out.is_null() {
+            return;
+        }
+        let buf = core::slice::from_raw_parts_mut(out, args.len());
+        let Some((tag, n)) = prefix::strip_query_into(args, b"sid", buf) else {
+            return;
+        };
+        let new_args = ngx_str_t { len: n, data: out };
+        if (*r).valid_unparsed_uri() != 0 && !rewrite_unparsed(r, new_args) {
+            return;
+        }
+        (*r).args = new_args;
+        keep(r, &tag);
+    }
+}
+
+/// The unparsed URI with the new arguments (`/path?args`, without `?` when none are left).
+///
+/// # Safety
+/// As for [`strip`].
+unsafe fn rewrite_unparsed(r: *mut ngx_http_request_t, args: ngx_str_t) -> bool {
+    // SAFETY: as above.
+    unsafe {
+        let old = bytes(&(*r).unparsed_uri);
+        let path = match old.iter().position(|&c| c == b'?') {
+            Some(q) => old.get(..q).unwrap_or(old),
+            None => old,
+        };
+        let len = path.len() + if args.len > 0 { 1 + args.len } else { 0 };
+        let out = ngx_pnalloc((*r).pool, len).cast::<u8>();
+        if out.is_null() {
+            return false;
+        }
+        let dst = core::slice::from_raw_parts_mut(out, len);
+        let (head, tail) = dst.split_at_mut(path.len());
+        head.copy_from_slice(path);
+        if let Some((q, rest)) = tail.split_first_mut() {
+            *q = b'?';
+            rest.copy_from_slice(bytes(&args));
+        }
+        (*r).unparsed_uri = ngx_str_t { len, data: out };
+    }
+    true
+}
+
+/// Stores the tag in the request's slot of `$socketio_sticky_prefix`.
+///
+/// # Safety
+/// As for [`strip`].
+unsafe fn keep(r: *mut ngx_http_request_t, tag: &[u8; TAG_LEN]) {
+    // SAFETY: `variables` has a slot per indexed variable; the copy lives in the pool.
+    unsafe {
+        let index = ptr::addr_of!(INDEX).read();
+        let Ok(i) = usize::try_from(index) else {
+            return;
+        };
+        let data = ngx_pnalloc((*r).pool, TAG_LEN).cast::<u8>();
+        if data.is_null() || (*r).variables.is_null() {
+            return;
+        }
+        ptr::copy_nonoverlapping(tag.as_ptr(), data, TAG_LEN);
+        let v = &mut *(*r).variables.add(i);
+        v.set_len(TAG_LEN as u32);
+        v.set_valid(1);
+        v.set_no_cacheable(0);
+        v.set_not_found(0);
+        v.data = data;
+    }
+}
+
+/// The tag's id of the request, if the handler took one off its session id.
+///
+/// # Safety
+/// `r` must be a valid request.
+#[inline]
+pub unsafe fn tag_of(r: *mut ngx_http_request_t) -> Option<u64> {
+    // SAFETY: as for `keep`.
+    unsafe {
+        let i = usize::try_from(ptr::addr_of!(INDEX).read()).ok()?;
+        if (*r).variables.is_null() {
+            return None;
+        }
+        let v = &*(*r).variables.add(i);
+        if v.valid() == 0 || v.not_found() != 0 || v.data.is_null() {
+            return None;
+        }
+        let tag = core::slice::from_raw_parts(v.data, v.len() as usize);
+        prefix::tag_id(tag)
+    }
+}
