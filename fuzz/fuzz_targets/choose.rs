@@ -194,6 +194,8 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     };
     let claims = Claims {
         route: opt(u, 6)?.map(u32::from),
+        // The reference has no prefix step yet (see `of_tag`).
+        prefix: None,
         learned: opt(u, 10)?.map(u64::from),
         cookie: opt(u, 10)?.map(u64::from),
         session: u.arbitrary()?,
