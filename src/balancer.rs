@@ -234,6 +234,7 @@ unsafe fn init_peer_inner(
         ptr::addr_of_mut!((*pd).cookie_out).write(conf.cookie.is_some() && ptr::eq((*r).main, r));
         ptr::addr_of_mut!((*pd).learn).write(keys.handshake);
         ptr::addr_of_mut!((*pd).look).write(None);
+        ptr::addr_of_mut!((*pd).rewrite).write(None);
         let u = (*r).upstream;
         (*u).peer.data = pd.cast::<c_void>();
         if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {

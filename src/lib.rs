@@ -29,6 +29,7 @@ mod logic;
 mod peer_data;
 mod peers;
 mod prefix_request;
+mod prefix_response;
 mod request;
 mod route_cookie;
 mod state_mapping;
