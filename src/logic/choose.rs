@@ -65,7 +65,7 @@ impl Status {
             Status::Fallback => Some(4),
             Status::Rebound => Some(5),
             Status::Strict => Some(6),
-            Status::Prefix => Some(7),
+            Status::Prefix => Some(super::status::PREFIX),
             Status::New => None,
         }
     }
@@ -503,6 +503,7 @@ mod tests {
             }
         }
         assert_eq!(Status::Strict.counter(), Some(super::super::status::STRICT));
+        assert_eq!(Status::Prefix.counter(), Some(super::super::status::PREFIX));
     }
 
     #[test]
