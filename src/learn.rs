@@ -15,6 +15,7 @@ use ngx::ffi::{
 use crate::conf::{KeySource, SrvConf};
 use crate::glue::{bytes, cycle_log, multi_header};
 use crate::logic::choose::Status;
+use crate::logic::handshake::Kind;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Look, Sniffed};
 use crate::logic::status::{COMPRESSED, NOT_200, TOO_LONG, UNRECOGNISED};
@@ -51,15 +52,26 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
     let facts = unsafe { conf.facts(pd.primary, peer) };
     let identity = facts.identity;
 
+    // `sid_prefix`: the tag to put into an Engine.IO handshake body (Socket.IO 0.9 carries the
+    // id in later requests' paths, which are not rewritten).
+    let tag = match (conf.sid_prefix.is_some(), facts.tag, kind) {
+        (true, Some(tag), Kind::EngineIo) => Some(crate::logic::prefix::tag(tag)),
+        _ => None,
+    };
     let mut cookie_too_long = false;
     if conf.sid_cookies {
         // SAFETY: `r` is valid and its upstream's parsed response headers with it.
-        for value in unsafe { set_cookies(r) } {
+        'cookies: for value in unsafe { set_cookies(r) } {
             for source in &conf.sid {
                 if let KeySource::Cookie(name, _) = source {
                     if let Some(sid) = sniff::set_cookie(value, name.as_slice()) {
                         store(pd, conf, sid, identity, log);
-                        return;
+                        // The body still gets its tag (Engine.IO 3 sets `io` and sends the
+                        // open packet too).
+                        if tag.is_none() {
+                            return;
+                        }
+                        break 'cookies;
                     }
                     cookie_too_long |= sniff::set_cookie_too_long(value, name.as_slice());
                 }
@@ -92,11 +104,11 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
         look: None,
         cookie_too_long,
     });
-    // `sid_prefix`: the body will carry the tagged id, so its length changes.
-    if let (true, Some(tag)) = (conf.sid_prefix.is_some(), facts.tag) {
-        pd.rewrite = Some(crate::logic::prefix::tag(tag));
+    // The body will carry the tagged id: its length and validators change.
+    if let Some(tag) = tag {
+        pd.rewrite = Some(tag);
         // SAFETY: `r` is valid; its response headers are not sent yet.
-        unsafe { crate::prefix_response::drop_length(r) };
+        unsafe { crate::prefix_response::body_changes(r) };
     }
 }
 

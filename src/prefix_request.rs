@@ -134,21 +134,29 @@ unsafe fn rewrite_unparsed(r: *mut ngx_http_request_t, args: ngx_str_t) -> bool 
     true
 }
 
+/// Bytes before the tag in the variable's value: the request it belongs to. A subrequest
+/// shares its parent's variable slots, so the tag names its request, and another request
+/// that sees it takes it for none.
+const OWNER: usize = core::mem::size_of::<usize>();
+
 /// Stores the tag in the request's slot of `$socketio_sticky_prefix`.
 ///
 /// # Safety
 /// As for [`strip`].
 unsafe fn keep(r: *mut ngx_http_request_t, tag: &[u8; TAG_LEN]) {
-    // SAFETY: `variables` has a slot per indexed variable; the copy lives in the pool.
+    // SAFETY: `variables` has a slot per indexed variable; the copy lives in the pool, the
+    // owner's address just before the tag (unaligned).
     unsafe {
         let index = ptr::addr_of!(INDEX).read();
         let Ok(i) = usize::try_from(index) else {
             return;
         };
-        let data = ngx_pnalloc((*r).pool, TAG_LEN).cast::<u8>();
-        if data.is_null() || (*r).variables.is_null() {
+        let base = ngx_pnalloc((*r).pool, OWNER + TAG_LEN).cast::<u8>();
+        if base.is_null() || (*r).variables.is_null() {
             return;
         }
+        base.cast::<usize>().write_unaligned(r as usize);
+        let data = base.add(OWNER);
         ptr::copy_nonoverlapping(tag.as_ptr(), data, TAG_LEN);
         let v = &mut *(*r).variables.add(i);
         v.set_len(TAG_LEN as u32);
@@ -172,10 +180,14 @@ pub unsafe fn tag_of(r: *mut ngx_http_request_t) -> Option<u64> {
             return None;
         }
         let v = &*(*r).variables.add(i);
-        if v.valid() == 0 || v.not_found() != 0 || v.data.is_null() {
+        if v.valid() == 0 || v.not_found() != 0 || v.data.is_null() || v.len() as usize != TAG_LEN {
             return None;
         }
-        let tag = core::slice::from_raw_parts(v.data, v.len() as usize);
+        // Only `keep` stores a value of this length here, with its owner before it.
+        if v.data.sub(OWNER).cast::<usize>().read_unaligned() != r as usize {
+            return None;
+        }
+        let tag = core::slice::from_raw_parts(v.data, TAG_LEN);
         prefix::tag_id(tag)
     }
 }

@@ -27,18 +27,31 @@ pub enum Out {
     Hold,
 }
 
-/// Drops the response's `Content-Length` (the rewritten body is longer).
+/// The response's body will be another one: its `Content-Length` (the rewritten body is
+/// longer), `ETag`, `Last-Modified` and `Accept-Ranges` go, as nginx's own body-changing
+/// filters drop them.
 ///
 /// # Safety
 /// `r` must be a valid request whose response header is not sent yet.
-pub unsafe fn drop_length(r: *mut ngx_http_request_t) {
-    // SAFETY: as above (nginx's `ngx_http_clear_content_length`).
+pub unsafe fn body_changes(r: *mut ngx_http_request_t) {
+    // SAFETY: as above (nginx's `ngx_http_clear_content_length`, `_etag`,
+    // `_last_modified`, `_accept_ranges`).
     unsafe {
-        (*r).headers_out.content_length_n = -1;
-        if let Some(h) = (*r).headers_out.content_length.as_mut() {
-            h.hash = 0;
+        let h = &mut (*r).headers_out;
+        h.content_length_n = -1;
+        h.last_modified_time = -1;
+        for header in [
+            &mut h.content_length,
+            &mut h.etag,
+            &mut h.last_modified,
+            &mut h.accept_ranges,
+        ] {
+            if let Some(e) = header.as_mut() {
+                e.hash = 0;
+            }
+            *header = ptr::null_mut();
         }
-        (*r).headers_out.content_length = ptr::null_mut();
+        (*r).set_allow_ranges(0);
     }
 }
 
