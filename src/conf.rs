@@ -88,6 +88,8 @@ pub struct SrvConf {
     pub strict: bool,
     /// `sid_prefix`: the key of the servers' session id tags.
     pub sid_prefix: Option<CookieKey>,
+    /// Built by `init_upstream`: the tag ids of the primary servers, sorted.
+    tags: Vec<u64>,
     /// `balance=`: placement of requests that no key decides.
     pub balance: Balance,
 
@@ -119,6 +121,7 @@ impl Default for SrvConf {
             cookie: None,
             strict: false,
             sid_prefix: None,
+            tags: Vec::new(),
             balance: Balance::RoundRobin,
             placement: None,
             routes: Routes::default(),
@@ -146,6 +149,18 @@ impl SrvConf {
             strict: self.strict,
             ring: self.placement.as_ref().map(|p| &p.ring),
         }
+    }
+
+    /// Sets the primary servers' tag ids.
+    pub fn set_tags(&mut self, mut tags: Vec<u64>) {
+        tags.sort_unstable();
+        self.tags = tags;
+    }
+
+    /// Whether a tag id names one of the primary servers as configured.
+    #[inline]
+    pub fn knows_tag(&self, id: u64) -> bool {
+        self.tags.binary_search(&id).is_ok()
     }
 
     /// The route target of a session id's label (`route=`), if it names a primary server.
