@@ -75,7 +75,9 @@ unsafe fn init_upstream_inner(
     }
     if let Some(key) = conf.sid_prefix {
         // SAFETY: as above; `addrs` holds `naddrs` addresses of each line.
-        conf.set_tags(unsafe { server_tags(us, &key) });
+        let tags = unsafe { server_tags(us, &key) };
+        crate::prefix_request::add_tags(&tags);
+        conf.set_tags(tags);
     }
     match Placement::build(&lines) {
         Ok(p) => conf.placement = Some(p),

@@ -1,7 +1,8 @@
 //! `sid_prefix` on the way in: a PREACCESS phase handler takes the server tag off the
 //! request's `sid` argument (`$args` and the unparsed URI, which `proxy_pass` sends as it is
 //! when it has no URI part), so that the backend only ever sees the session id it minted;
-//! the tag is kept in `$socketio_sticky_prefix`, where the balancer finds it. It runs before
+//! the tag is kept in `$socketio_sticky_prefix`, where the balancer finds it. Only tags of
+//! the servers of `sid_prefix` upstreams are taken off, in any location. It runs before
 //! the request goes upstream, so a retry (`proxy_next_upstream`) sends the stripped request
 //! too. The pure part is `logic::prefix`.
 
@@ -22,13 +23,38 @@ pub const VARIABLE: &[u8] = b"socketio_sticky_prefix";
 
 /// Whether an upstream has `sid_prefix` (the phase handler is installed only then).
 static mut ENABLED: bool = false;
+/// The tag ids of every `sid_prefix` upstream's servers, sorted: only these are taken off
+/// (another application's `sid` that merely looks like `TAG.SID` is left alone).
+static mut TAGS: Vec<u64> = Vec::new();
 /// The index of `$socketio_sticky_prefix` (set at configuration time).
 static mut INDEX: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// A new configuration starts: no upstream has `sid_prefix` yet.
+pub fn reset() {
+    // SAFETY: configuration is parsed in one thread; workers have their own copies.
+    unsafe {
+        ptr::addr_of_mut!(ENABLED).write(false);
+        (*ptr::addr_of_mut!(TAGS)).clear();
+    }
+}
 
 /// An upstream has `sid_prefix`: the requests need the handler.
 pub fn enable() {
     // SAFETY: configuration is parsed in one thread, before any worker exists.
     unsafe { ptr::addr_of_mut!(ENABLED).write(true) };
+}
+
+/// The tag ids of a `sid_prefix` upstream's servers.
+pub fn add_tags(tags: &[u64]) {
+    // SAFETY: as for `enable`.
+    unsafe { (*ptr::addr_of_mut!(TAGS)).extend_from_slice(tags) };
+}
+
+/// Whether a tag names a server of some `sid_prefix` upstream.
+fn known(tag: &[u8; TAG_LEN]) -> bool {
+    // SAFETY: written only at configuration time, read by the worker.
+    let tags = unsafe { &*ptr::addr_of!(TAGS) };
+    prefix::tag_id(tag).is_some_and(|id| tags.binary_search(&id).is_ok())
 }
 
 /// `postconfiguration`: the variable's index, and the phase handler, when any upstream has
@@ -42,6 +68,9 @@ pub unsafe fn init(cf: *mut ngx_conf_t) -> ngx_int_t {
         if !ptr::addr_of!(ENABLED).read() {
             return NGX_OK as ngx_int_t;
         }
+        let tags = &mut *ptr::addr_of_mut!(TAGS);
+        tags.sort_unstable();
+        tags.dedup();
         let mut name = ngx_str_t {
             len: VARIABLE.len(),
             data: VARIABLE.as_ptr().cast_mut(),
@@ -96,6 +125,9 @@ unsafe fn strip(r: *mut ngx_http_request_t) {
         let Some((tag, n)) = prefix::strip_query_into(args, b"sid", buf) else {
             return;
         };
+        if !known(&tag) {
+            return;
+        }
         let new_args = ngx_str_t { len: n, data: out };
         if (*r).valid_unparsed_uri() != 0 && !rewrite_unparsed(r, new_args) {
             return;

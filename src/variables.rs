@@ -15,6 +15,8 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid configuration.
     let log = unsafe { (*cf).log };
     guard(log, NGX_ERROR as ngx_int_t, || {
+        // A new configuration: `sid_prefix` state of the previous one goes.
+        crate::prefix_request::reset();
         let vars: [(&'static [u8], ngx_http_get_variable_pt); 3] = [
             (b"socketio_sticky_key", Some(key_variable)),
             (b"socketio_sticky_status", Some(status_variable)),

@@ -17,11 +17,12 @@
 #     part, with $request_uri), for GET, POST and websocket upgrade requests, wherever the sid
 #     argument is; $socketio_sticky_prefix holds it; what is not a tag (7 or 9 characters, a
 #     byte outside base64url, another separator, nothing after it, an encoded byte, a later
-#     sid argument, another argument name) is left as it is; the tag leaves requests to any
-#     location once an upstream has sid_prefix (a `return` answers before it is taken off);
+#     sid argument, another argument name) is left as it is, and so is a tag that names no
+#     server of any sid_prefix upstream; a known tag leaves requests to any location once an
+#     upstream has sid_prefix (a `return` answers before it is taken off);
 #   - routing: status `prefix`, over and over to the same server; after route labels, before
-#     learned sessions and the route cookie; a tag that no server of the upstream has
-#     (tampered, another upstream's, a random one) counts as none, but is stripped; a tagged
+#     learned sessions and the route cookie; another sid_prefix upstream's tag counts as none
+#     (stripped; the other keys decide); a tampered or random one is an unknown sid; a tagged
 #     server that is down, at max_conns or whose port is closed (a retry) gets a substitute,
 #     or 502 with `strict`; `drain` keeps its tagged sessions (nginx 1.29.6 and later);
 #   - tags are the low 48 bits of the route cookie's peer ids, computed here independently
@@ -798,16 +799,17 @@ Hn5Tq8WzL3xPAAAA
 
 
 
-=== TEST 10: no tag of this upstream (tampered, another upstream's, nobody's): stripped all the same, the other keys decide; not a tag (7 or 9 characters, a byte outside base64url, another separator, nothing after it, percent-encoded, a later sid, another name): left as it is
+=== TEST 10: another sid_prefix upstream's tag: stripped, this upstream's other keys decide; a tag of no server (tampered, nobody's): left as it is, as any unknown sid; not a tag (7 or 9 characters, a byte outside base64url, another separator, nothing after it, percent-encoded, a later sid, another name): left as it is
 --- config
 --- request eval
 my $L = 'A-p9-Wl8lY0pS3mV1AAAA';
 my $tb = ::tag('B', 'abc');
 ["GET /a/?$::Q&m=p9-Wl8lY0pS3mV1AAAA",
- # no tag of abc: stripped, the learned session decides
- "GET /socket.io/?$::Q&sid=" . ::tampered($tb) . ".$L",
+ # another upstream's tag: stripped, the learned session decides
  "GET /socket.io/?$::Q&sid=" . ::tag('B', 'labels') . ".$L",
  "GET /socket.io/?$::Q&sid=" . ::tag('A', 'only_a') . ".$L",
+ # a tag of no server: untouched (an unknown sid: round robin)
+ "GET /socket.io/?$::Q&sid=" . ::tampered($tb) . ".$L",
  "GET /socket.io/?$::Q&sid=AAAAAAAA.$L",
  "GET /socket.io/?$::Q&sid=" . ::tag('H', 'only_h') . ".u9-unknown&device_id=dev-9",
  # not a tag: untouched (an unknown sid: round robin)
@@ -831,7 +833,9 @@ my $L = 'A-p9-Wl8lY0pS3mV1AAAA';
 my $tb = ::tag('B', 'abc');
 my $any = sub { my $q = "/socket.io/?$::Q&sid=$_[0]"; ::one_of(map { ($_ => ::echo($_, $q)) } qw(A B C)) };
 [::open4(::tagged('A', 'only_a', $L)),
- (::echo('A', "/socket.io/?$::Q&sid=$L")) x 4,
+ (::echo('A', "/socket.io/?$::Q&sid=$L")) x 2,
+ $any->(::tampered($tb) . ".$L"),
+ $any->("AAAAAAAA.$L"),
  qr/\A[ABC] GET \Q\/socket.io\/?$::Q&sid=u9-unknown&device_id=dev-9\E\n\z/,
  $any->(substr($tb, 0, 7) . ".$L"),
  $any->("${tb}x.$L"),
@@ -848,10 +852,9 @@ my $any = sub { my $q = "/socket.io/?$::Q&sid=$_[0]"; ::one_of(map { ($_ => ::ec
 --- response_headers eval
 my $tb = ::tag('B', 'abc');
 [::rewritten('A'),
- "X-Status: learned\nX-Prefix: " . ::tampered($tb),
  "X-Status: learned\nX-Prefix: " . ::tag('B', 'labels'),
  "X-Status: learned\nX-Prefix: " . ::tag('A', 'only_a'),
- "X-Status: learned\nX-Prefix: AAAAAAAA",
+ ("X-Status: fallback\n!X-Prefix") x 2,
  "X-Status: device_id\nX-Prefix: " . ::tag('H', 'only_h'),
  ("X-Status: fallback\n!X-Prefix") x 10,
  ("X-Status: learned\n!X-Prefix") x 2]
@@ -892,7 +895,7 @@ qr/connect\(\) failed \(111: Connection refused\)/
 
 
 
-=== TEST 12: a tagged server marked down: another server (fallback, rebound with a device id), 502 with strict; backup servers have no tag: their handshakes are not rewritten, a tag computed for one routes nowhere
+=== TEST 12: a tagged server marked down: another server (fallback, rebound with a device id), 502 with strict; backup servers have no tag: their handshakes are not rewritten, a tag computed for one is no tag (left as it is)
 --- config
 --- request eval
 ["GET /dn/?$::Q&sid=" . ::tagged('A', 'dn', 'd11-one'),
@@ -910,7 +913,7 @@ qr/connect\(\) failed \(111: Connection refused\)/
  qr/\AC GET \/socket\.io\/\?\Q$::Q\E&sid=d11-three\n\z/,
  qr/502 Bad Gateway/,
  qr/\A\Q@{[::open4('C-bk11-Ht4Ju6Ki8Lo0AAAA')]}\E\z/,
- qr/\AC GET \/socket\.io\/\?\Q$::Q\E&sid=C-bk11-Ht4Ju6Ki8Lo0AAAA\n\z/,
+ qr/\AC GET \/socket\.io\/\?\Q$::Q\E&sid=\Q@{[::tagged('C', 'bk', 'C-bk11-Ht4Ju6Ki8Lo0AAAA')]}\E\n\z/,
  qr/\AC GET \/socket\.io\/\?\Q$::Q\E&sid=C-bk11-Ht4Ju6Ki8Lo0AAAA\n\z/]
 --- response_headers eval
 ["X-Status: fallback\nX-Prefix: " . ::tag('A', 'dn'),
@@ -918,7 +921,7 @@ qr/connect\(\) failed \(111: Connection refused\)/
  ::by_tag('C', 'dn'),
  "X-Status: strict\nX-Prefix: " . ::tag('A', 'dn_strict'),
  "Content-Length: " . length(::open4('C-bk11-Ht4Ju6Ki8Lo0AAAA')) . "\n!Transfer-Encoding\nX-Backend: C",
- "X-Status: fallback\nX-Prefix: " . ::tag('C', 'bk'),
+ "X-Status: fallback\n!X-Prefix",
  "X-Status: fallback\nX-Prefix: " . ::tag('B', 'bk')]
 --- no_error_log
 [warn]
@@ -957,7 +960,7 @@ GET /page.html
 
 
 
-=== TEST 14: cookie_key= makes the tags: the handshake carries the keyed tag of its server, keyed tags route, the tags of the upstream's name do not; another upstream with the same key and other server lines agrees
+=== TEST 14: cookie_key= makes the tags: the handshake carries the keyed tag of its server, keyed tags route, the tags of the upstream's name are no tags (left as they are); another upstream with the same key and other server lines agrees
 --- config
 --- request eval
 ["GET /keyed/?$::Q&m=k13-Nc7Vb1ZtY5wQAAAA",
@@ -974,7 +977,7 @@ GET /page.html
 [qr/\A\Q@{[::open4(::tagged('B', 'keyed', 'B-k13-Nc7Vb1ZtY5wQAAAA', 's3cret'))]}\E\z/,
  qr/\A\Q@{[::echo('C', "\/socket.io\/?$::Q&sid=k13-two")]}\E\z/,
  qr/\A\Q@{[::echo('A', "\/socket.io\/?$::Q&sid=k13-three")]}\E\z/,
- qr/\A[ABC] \QGET \/socket.io\/?$::Q&sid=k13-four\E\n\z/,
+ qr/\A[ABC] \QGET \/socket.io\/?$::Q&sid=@{[::tagged('C', 'keyed', 'k13-four')]}\E\n\z/,
  qr/\A\Q@{[::echo('A', "\/socket.io\/?$::Q&sid=k13-five")]}\E\z/,
  qr/\A\Q@{[::echo('C', "\/socket.io\/?$::Q&sid=k13-six")]}\E\z/,
  qr/\A[AC] \QGET \/socket.io\/?$::Q&sid=k13-seven&device_id=dev-13\E\n\z/,
@@ -983,7 +986,7 @@ GET /page.html
 ["!Content-Length\nTransfer-Encoding: chunked\nX-Backend: B",
  ::by_tag('C', 'keyed', 's3cret'),
  ::by_tag('A', 'keyed', 's3cret'),
- "X-Status: fallback\nX-Prefix: " . ::tag('C', 'keyed'),
+ "X-Status: fallback\n!X-Prefix",
  ::by_tag('A', 'keyed2', 's3cret'),
  ::by_tag('C', 'keyed2', 's3cret'),
  "X-Status: device_id\nX-Prefix: " . ::tag('B', 'keyed2', 's3cret'),
