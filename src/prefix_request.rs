@@ -9,9 +9,9 @@
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_core_main_conf_t, ngx_http_get_variable_index, ngx_http_handler_pt,
-    ngx_http_phases_NGX_HTTP_PREACCESS_PHASE as PREACCESS, ngx_http_request_t, ngx_int_t,
-    ngx_pnalloc, ngx_str_t, NGX_DECLINED, NGX_ERROR, NGX_OK,
+    __BindgenBitfieldUnit, ngx_conf_t, ngx_http_core_main_conf_t, ngx_http_get_variable_index,
+    ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_PREACCESS_PHASE as PREACCESS, ngx_http_request_t,
+    ngx_http_variable_value_t, ngx_int_t, ngx_pnalloc, ngx_str_t, NGX_DECLINED, NGX_ERROR, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
@@ -28,6 +28,9 @@ static mut ENABLED: bool = false;
 static mut TAGS: Vec<u64> = Vec::new();
 /// The index of `$socketio_sticky_prefix` (set at configuration time).
 static mut INDEX: ngx_int_t = NGX_ERROR as ngx_int_t;
+/// The variable's flags for a tag (length 8, valid), made once at configuration time:
+/// bindgen's bitfield constructor sets the bits one by one, some 700 instructions.
+static mut TAG_FLAGS: Option<__BindgenBitfieldUnit<[u8; 4]>> = None;
 
 /// A new configuration starts: no upstream has `sid_prefix` yet.
 pub fn reset() {
@@ -80,6 +83,13 @@ pub unsafe fn init(cf: *mut ngx_conf_t) -> ngx_int_t {
             return index;
         }
         ptr::addr_of_mut!(INDEX).write(index);
+        ptr::addr_of_mut!(TAG_FLAGS).write(Some(ngx_http_variable_value_t::new_bitfield_1(
+            TAG_LEN as u32,
+            1,
+            0,
+            0,
+            0,
+        )));
         let Some(cmcf) =
             NgxHttpCoreModule::main_conf_mut(&*cf).map(|c: &mut ngx_http_core_main_conf_t| c)
         else {
@@ -145,9 +155,16 @@ unsafe fn rewrite_unparsed(r: *mut ngx_http_request_t, args: ngx_str_t) -> bool 
     // SAFETY: as above.
     unsafe {
         let old = bytes(&(*r).unparsed_uri);
-        let path = match old.iter().position(|&c| c == b'?') {
-            Some(q) => old.get(..q).unwrap_or(old),
-            None => old,
+        let args_old = bytes(&(*r).args);
+        // The arguments end the unparsed URI (as the client sent them): the path is before.
+        let path = match old.len().checked_sub(args_old.len() + 1) {
+            Some(p) if old.ends_with(args_old) && old.get(p) == Some(&b'?') => {
+                old.get(..p).unwrap_or(old)
+            }
+            _ => match crate::logic::bytes::find_byte(old, b'?') {
+                Some(q) => old.get(..q).unwrap_or(old),
+                None => old,
+            },
         };
         let len = path.len() + if args.len > 0 { 1 + args.len } else { 0 };
         let out = ngx_pnalloc((*r).pool, len).cast::<u8>();
@@ -190,11 +207,11 @@ unsafe fn keep(r: *mut ngx_http_request_t, tag: &[u8; TAG_LEN]) {
         base.cast::<usize>().write_unaligned(r as usize);
         let data = base.add(OWNER);
         ptr::copy_nonoverlapping(tag.as_ptr(), data, TAG_LEN);
+        let Some(flags) = ptr::addr_of!(TAG_FLAGS).read() else {
+            return;
+        };
         let v = &mut *(*r).variables.add(i);
-        v.set_len(TAG_LEN as u32);
-        v.set_valid(1);
-        v.set_no_cacheable(0);
-        v.set_not_found(0);
+        v._bitfield_1 = flags;
         v.data = data;
     }
 }
@@ -212,11 +229,10 @@ pub unsafe fn tag_of(r: *mut ngx_http_request_t) -> Option<u64> {
             return None;
         }
         let v = &*(*r).variables.add(i);
-        if v.valid() == 0 || v.not_found() != 0 || v.data.is_null() || v.len() as usize != TAG_LEN {
-            return None;
-        }
-        // Only `keep` stores a value of this length here, with its owner before it.
-        if v.data.sub(OWNER).cast::<usize>().read_unaligned() != r as usize {
+        // Only `keep` sets this variable's data (its handler answers "not found" without
+        // any), always a tag with its owner before it; the slots start zeroed. (The data
+        // pointer alone is read: bindgen's bitfield getters walk the bits one by one.)
+        if v.data.is_null() || v.data.sub(OWNER).cast::<usize>().read_unaligned() != r as usize {
             return None;
         }
         let tag = core::slice::from_raw_parts(v.data, TAG_LEN);

@@ -139,10 +139,13 @@ fn tagged_arg<'a>(args: &'a [u8], name: &[u8]) -> Option<(usize, &'a [u8; TAG_LE
     if name.is_empty() || name.iter().any(|&c| c == b'=' || c == b'&') {
         return None;
     }
+    // Argument by argument, jumping from `&` to `&` eight bytes at a time.
     let mut start = 0usize;
-    for pair in args.split(|&c| c == b'&') {
+    while let Some(rest) = args.get(start..) {
+        let end = find_byte(rest, b'&').unwrap_or(rest.len());
+        let pair = rest.get(..end).unwrap_or_default();
         let at = start + name.len() + 1;
-        start += pair.len() + 1;
+        start += end + 1;
         let value = match pair.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")) {
             Some(v) if !v.is_empty() => v,
             _ => continue,
