@@ -8,6 +8,7 @@
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
+use std::borrow::Cow;
 
 use ngx::ffi::{
     ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_log_t, ngx_palloc,
@@ -70,6 +71,12 @@ pub unsafe fn body(
     };
     // SAFETY: the chain's links and buffers are valid; the look lives in the request pool.
     unsafe {
+        // The usual case: the first buffer holds the whole head; it is read and cut in place.
+        if learning.look.is_none() {
+            if let Some(out) = in_place(r, pd, learning, &tag, chain, log) {
+                return out;
+            }
+        }
         let Some(mut look) = learning.look.or_else(|| new_look(r, learning)) else {
             pd.look = None;
             pd.rewrite = None;
@@ -111,6 +118,67 @@ pub unsafe fn body(
             // No memory for the head: what is left goes on (nginx fails the request later).
             None => Out::Pass(rest),
         }
+    }
+}
+
+/// The head when the chain's first buffer holds it whole (nothing held before): sniffed in
+/// place, and the client gets the rewritten head in a new buffer, then that buffer from where
+/// the rewrite stopped. `None` when the first buffer does not settle the look.
+///
+/// # Safety
+/// As for [`body`], with no bytes held yet.
+unsafe fn in_place(
+    r: *mut ngx_http_request_t,
+    pd: &mut PeerData,
+    learning: Learning,
+    tag: &[u8; prefix::TAG_LEN],
+    chain: *mut ngx_chain_t,
+    log: *mut ngx_log_t,
+) -> Option<Out> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let link = chain.as_ref()?;
+        let b = link.buf.as_mut()?;
+        if !in_memory(b) {
+            return None;
+        }
+        let data = buf_bytes(b);
+        let last = b.last_buf() != 0 || b.last_in_chain() != 0;
+        let seen = crate::logic::sniff::sniff(learning.kind, data, last);
+        if matches!(seen, Sniffed::NeedMore) {
+            return None;
+        }
+        let head = match &seen {
+            // Read in place: where it sits is known, no second look for it.
+            Sniffed::Sid(Cow::Borrowed(sid)) => {
+                let at = (sid.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                prefix::insert_tag(learning.kind, data, at, sid.len(), tag)
+            }
+            Sniffed::Sid(_) => prefix::tag_head(learning.kind, data, tag),
+            _ => None,
+        };
+        settle(pd, learning, &seen, data, log);
+        pd.rewrite = None;
+        let Some(h) = head else {
+            return Some(Out::Pass(chain));
+        };
+        let n = h.replaced.min(data.len());
+        b.pos = b.pos.add(n);
+        // The buffer ends with the head: its end flags go to the new one.
+        let rest = if keeps_something(b) || !link.next.is_null() {
+            chain
+        } else {
+            link.next
+        };
+        let flags = Flags {
+            last_buf: b.last_buf() != 0,
+            last_in_chain: b.last_in_chain() != 0,
+            flush: b.flush() != 0,
+        };
+        Some(match prepend(r, &h.bytes, rest, flags) {
+            Some(out) => Out::Pass(out),
+            None => Out::Pass(chain),
+        })
     }
 }
 
