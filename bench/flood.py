@@ -73,7 +73,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (HANDSHAKE_QS, MODULE_SO, SID_RE, Conn, Procs, free_port,  # noqa: E402
                    log, log_tail, machine, nginx_version, stop_on_signals, vendored_nginx,
                    wait_port)
-from throughput import Checks, children_of, proc_starttime  # noqa: E402
+from throughput import Checks, children_of, kill_leftovers, remove_or_keep  # noqa: E402
 
 HANDSHAKE_PATH = "/socket.io/?" + HANDSHAKE_QS
 CANARIES = 1000
@@ -451,22 +451,8 @@ class Flood:
         if self.front is not None and self.front.poll() is None:
             self.front_workers += children_of(self.front.pid)
         self.procs.stop_all()
-        # A master that had to be killed leaves its workers behind: stop them by their pid, if
-        # that pid still is the same process.
-        for pid, start in self.front_workers:
-            if proc_starttime(pid) == start:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if not os.path.isdir(self.dir):
-            return
-        if self.args.keep:
-            if not self.kept:
-                log("kept " + self.dir)
-            self.kept = True
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        kill_leftovers(self.front_workers)
+        remove_or_keep(self)
 
     # -- the phases --------------------------------------------------------------------------
 

@@ -195,6 +195,29 @@ def proc_starttime(pid):
     return stat[stat.rindex(")") + 2:].split()[19]
 
 
+def kill_leftovers(workers):
+    """SIGKILL the (pid, start time) processes that still are those processes: the workers a
+    master that had to be killed leaves behind."""
+    for pid, start in workers:
+        if proc_starttime(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def remove_or_keep(bench):
+    """Removes the run's directory, or says once that it is kept (--keep)."""
+    if not os.path.isdir(bench.dir):
+        return
+    if bench.args.keep:
+        if not bench.kept:
+            log("kept " + bench.dir)
+        bench.kept = True
+    else:
+        shutil.rmtree(bench.dir, ignore_errors=True)
+
+
 def children_of(ppid):
     """(pid, start time) of the processes whose parent is `ppid`."""
     kids = []
@@ -286,22 +309,8 @@ class Throughput:
         if self.front is not None and self.front.poll() is None:
             self.front_workers += children_of(self.front.pid)
         self.procs.stop_all()
-        # A master that had to be killed leaves its worker behind: stop it by its pid, if that
-        # pid still is the same process.
-        for pid, start in self.front_workers:
-            if proc_starttime(pid) == start:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if not os.path.isdir(self.dir):
-            return
-        if self.args.keep:
-            if not self.kept:
-                log("kept " + self.dir)
-            self.kept = True
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        kill_leftovers(self.front_workers)
+        remove_or_keep(self)
 
     def nginx_version(self):
         r = subprocess.run([self.nginx, "-v"], stdout=subprocess.PIPE,

@@ -2,8 +2,8 @@
 # Fetches the nginx of a Debian suite (Debian 13 "trixie", Debian unstable "sid", ...) onto this
 # machine without installing it: the binary packages `nginx` and `nginx-dev` of that suite, and
 # the libraries its nginx needs (that suite's libc, OpenSSL, PCRE2, zlib, libcrypt, ...),
-# extracted under DIR/root; DIR/nginx runs that nginx through the suite's own loader, so it
-# runs on an older system (Debian 12) too. DIR/root/usr/share/nginx/src is the suite's
+# extracted under DIR/extracted; DIR/nginx runs that nginx through the suite's own loader, so it
+# runs on an older system (Debian 12) too. DIR/extracted/usr/share/nginx/src is the suite's
 # configurable nginx tree, for scripts/build-for-system-nginx.sh.
 #
 #   scripts/fetch-debian-nginx.sh SUITE DIR      e.g. scripts/fetch-debian-nginx.sh sid target/debian-nginx/sid
@@ -183,7 +183,7 @@ tries "apt-get download ($SUITE)" "$STATE/download.log" download
 log "apt-get download (${#PKGS[@]} packages): $(took "$t")"
 
 t=$(now)
-ROOT="$OUT/root"
+ROOT="$OUT/extracted"
 rm -rf "$ROOT"
 mkdir -p "$ROOT"
 : >"$OUT/packages.txt"

@@ -108,7 +108,7 @@ debian_nginx() { # debian_nginx SUITE: fetch, build; sets DEB_NGINX, DEB_MODULE,
     scripts/fetch-debian-nginx.sh "$1" "$dir" >&2 || return 1
     DEB_NGINX="$dir/nginx"
     DEB_VERSION=$("$DEB_NGINX" -v 2>&1 | sed 's|.*/||')
-    NGINX_DEV_SRC="$dir/root/usr/share/nginx/src" \
+    NGINX_DEV_SRC="$dir/extracted/usr/share/nginx/src" \
         scripts/build-for-system-nginx.sh --nginx "$DEB_NGINX" >&2 || return 1
     DEB_MODULE="$ROOT/target/nginx-$DEB_VERSION/$MODULE_SO_NAME"
 }

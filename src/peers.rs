@@ -353,16 +353,15 @@ impl PeerState for NginxPeer {
     }
     #[inline]
     fn down(&self) -> bool {
-        self.peer().down & !DRAINING != 0
+        marked_down(self.peer())
     }
     #[inline]
     fn draining(&self) -> bool {
-        self.peer().down & DRAINING != 0
+        draining(self.peer())
     }
     #[inline]
     fn failed(&self) -> bool {
-        let p = self.peer();
-        p.max_fails != 0 && p.fails >= p.max_fails && self.now - p.checked <= p.fail_timeout
+        failed(self.peer(), self.now)
     }
     #[inline]
     fn full(&self) -> bool {
@@ -391,6 +390,24 @@ impl Candidate for NginxPeer {
         // SAFETY: the list is write-locked while least_conn runs.
         unsafe { (*self.at.peer).current_weight = w as _ }
     }
+}
+
+/// Marked `down` (or found failed by a health check), not merely draining.
+#[inline]
+pub fn marked_down(p: &ngx_http_upstream_rr_peer_t) -> bool {
+    p.down & !DRAINING != 0
+}
+
+/// Marked `drain` (nginx 1.29.6 and later).
+#[inline]
+pub fn draining(p: &ngx_http_upstream_rr_peer_t) -> bool {
+    p.down & DRAINING != 0
+}
+
+/// Failed `max_fails` times within `fail_timeout`, at time `now`.
+#[inline]
+pub fn failed(p: &ngx_http_upstream_rr_peer_t, now: i64) -> bool {
+    p.max_fails != 0 && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout
 }
 
 /// The peers of a list in order, as [`NginxPeer`]s for one request.

@@ -25,10 +25,7 @@ use crate::glue::{bytes, guard, list_values};
 use crate::logic::hash::peer_identity;
 use crate::logic::status::{self, Server, Snapshot, Upstream, REFUSED};
 use crate::logic::tally;
-use crate::peers::PeersLock;
-
-/// `down` of a peer marked `drain` (nginx 1.29.6 and later), as in `peers`.
-const DRAINING: usize = 8;
+use crate::peers::{self, PeersLock};
 
 /// The directive: the location's content handler becomes the status handler.
 pub unsafe extern "C" fn set_status(
@@ -257,11 +254,9 @@ unsafe fn read_peers(
         let mut peer: *mut ngx_http_upstream_rr_peer_t = (*peers).peer;
         while let Some(p) = peer.as_ref() {
             let (server, name) = (bytes(&p.server), bytes(&p.name));
-            let failed =
-                p.max_fails != 0 && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout;
-            let state = if p.down & DRAINING != 0 {
+            let state = if peers::draining(p) {
                 "drain"
-            } else if p.down != 0 || failed {
+            } else if peers::marked_down(p) || peers::failed(p, now) {
                 "down"
             } else {
                 "up"

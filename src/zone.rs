@@ -322,8 +322,7 @@ unsafe fn parts<'a>(base: *mut u8, l: Layout) -> Option<(Parts<'a>, &'a [Record]
             core::slice::from_raw_parts_mut(base.add(l.entries_offset).cast::<Entry>(), l.capacity);
         let slots =
             core::slice::from_raw_parts_mut(base.add(l.slots_offset).cast::<Slot>(), l.nslots);
-        let records =
-            core::slice::from_raw_parts(base.add(l.records_offset).cast::<Record>(), l.nrecords);
+        let records = records_at(base, l);
         Some((
             Parts {
                 hdr,
@@ -352,11 +351,18 @@ unsafe fn records<'a>(zone: *mut ngx_shm_zone_t) -> Option<&'a [Record]> {
         if base.is_null() {
             return None;
         }
-        Some(core::slice::from_raw_parts(
-            base.add(l.records_offset).cast::<Record>(),
-            l.nrecords,
-        ))
+        Some(records_at(base, l))
     }
+}
+
+/// The records of the block at `base` (used only through atomics, with or without the lock).
+///
+/// # Safety
+/// `base` must point to a block of layout `l`, 8-byte aligned, that outlives the slice.
+unsafe fn records_at<'a>(base: *mut u8, l: Layout) -> &'a [Record] {
+    // SAFETY: `layout` placed `nrecords` records at `records_offset`, 8-byte aligned, inside
+    // the block; all-zero or claimed records are valid atomics.
+    unsafe { core::slice::from_raw_parts(base.add(l.records_offset).cast::<Record>(), l.nrecords) }
 }
 
 /// The record of `key` (`tally::key`) in the zone, claimed now (under the zone's lock) if

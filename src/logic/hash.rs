@@ -80,6 +80,15 @@ fn r32(b: &[u8], at: usize) -> u64 {
         .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
 }
 
+/// The positions of an open-addressing probe sequence for `key` over `n` places: from the
+/// place the key's high bits choose (a multiply-shift reduction), onward and around, at most
+/// `max` of them (none when `n` is 0).
+#[inline]
+pub fn probe(key: u64, n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let start = ((u128::from(key) * n as u128) >> 64) as usize;
+    (0..max.min(n)).map(move |i| (start + i) % n)
+}
+
 /// The keyed 64-bit digest of session ids in the shared table, under the 128-bit key
 /// `(k0, k1)` (random per zone): a multiply-fold hash of the wyhash family. The length is
 /// mixed in first; then every 16 bytes are folded into the state with one 64x64->128-bit
@@ -246,5 +255,13 @@ mod tests {
         for &n in &buckets {
             assert!((800..1200).contains(&n), "bucket {n}");
         }
+    }
+
+    #[test]
+    fn probe_sequences_stay_in_range_and_wrap() {
+        assert_eq!(probe(u64::MAX, 4, 64).collect::<Vec<_>>(), [3, 0, 1, 2]);
+        assert_eq!(probe(0, 8, 3).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(probe(1 << 63, 8, 2).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(probe(42, 0, 64).count(), 0);
     }
 }

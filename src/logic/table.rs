@@ -32,7 +32,7 @@
 //! block (a worker killed in the middle of an update) gives wrong answers at worst, never a
 //! crash, an overflow or an endless loop.
 
-use super::hash::sid_digest;
+use super::hash::{probe, sid_digest};
 use super::tally::Record;
 
 /// "No entry" (index fields hold 31 bits).
@@ -331,10 +331,7 @@ impl<'a> Table<'a> {
     /// The slot of `identity`, if it has one.
     fn slot_of(&self, identity: u64) -> Option<usize> {
         let id = identity.max(1);
-        let n = self.slots.len();
-        let start = ((u128::from(id) * n as u128) >> 64) as usize;
-        for i in 0..MAX_PROBE.min(n) {
-            let at = (start + i) % n;
+        for at in probe(id, self.slots.len(), MAX_PROBE) {
             match self.slots.get(at)?.identity {
                 x if x == id => return Some(at),
                 0 => return None,
@@ -361,9 +358,7 @@ impl<'a> Table<'a> {
 
     /// The first slot on `id`'s probe sequence that is empty or holds no session.
     fn free_slot(&self, id: u64) -> Option<usize> {
-        let n = self.slots.len();
-        let start = ((u128::from(id) * n as u128) >> 64) as usize;
-        (0..MAX_PROBE.min(n)).map(|i| (start + i) % n).find(|&at| {
+        probe(id, self.slots.len(), MAX_PROBE).find(|&at| {
             self.slots
                 .get(at)
                 .is_some_and(|s| s.identity == 0 || s.sessions == 0)

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::hash::hash64;
+use super::hash::{hash64, probe};
 
 /// Counters per record.
 pub const COUNTS: usize = 8;
@@ -63,39 +63,29 @@ impl<'a> Tally<'a> {
         Tally { records }
     }
 
-    /// Where the probe sequence of `key` starts.
-    fn start(&self, key: u64) -> usize {
-        ((u128::from(key) * self.records.len() as u128) >> 64) as usize
-    }
-
     /// The record of `key`, if it was claimed.
     pub fn find(&self, key: u64) -> Option<&'a Record> {
-        let n = self.records.len();
-        let start = self.start(key);
-        for i in 0..MAX_PROBE.min(n) {
-            let r = self.records.get((start + i) % n)?;
-            match r.key.load(Ordering::Relaxed) {
-                k if k == key => return Some(r),
-                0 => return None,
-                _ => {}
-            }
-        }
-        None
+        self.walk(key, false)
     }
 
     /// The record of `key`, claimed now if it was not; `None` when the probe sequence is full.
     /// The caller holds the zone's lock (claims are not atomic among themselves).
     pub fn claim(&self, key: u64) -> Option<&'a Record> {
-        let n = self.records.len();
-        let start = self.start(key);
-        for i in 0..MAX_PROBE.min(n) {
-            let r = self.records.get((start + i) % n)?;
+        self.walk(key, true)
+    }
+
+    /// The probe sequence of `key` up to its record or the first empty one (claimed for it
+    /// with `claim`).
+    fn walk(&self, key: u64, claim: bool) -> Option<&'a Record> {
+        for at in probe(key, self.records.len(), MAX_PROBE) {
+            let r = self.records.get(at)?;
             match r.key.load(Ordering::Relaxed) {
                 k if k == key => return Some(r),
-                0 => {
+                0 if claim => {
                     r.key.store(key, Ordering::Relaxed);
                     return Some(r);
                 }
+                0 => return None,
                 _ => {}
             }
         }
