@@ -16,7 +16,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::glue::{bytes, guard};
-use crate::logic::prefix::{self, TAG_LEN};
+use crate::logic::prefix::{self, TAGGED, TAG_LEN};
 
 /// The variable that holds a request's tag.
 pub const VARIABLE: &[u8] = b"socketio_sticky_prefix";
@@ -53,11 +53,11 @@ pub fn add_tags(tags: &[u64]) {
     unsafe { (*ptr::addr_of_mut!(TAGS)).extend_from_slice(tags) };
 }
 
-/// Whether a tag names a server of some `sid_prefix` upstream.
-fn known(tag: &[u8; TAG_LEN]) -> bool {
+/// Whether a tag's id names a server of some `sid_prefix` upstream.
+fn known(id: u64) -> bool {
     // SAFETY: written only at configuration time, read by the worker.
     let tags = unsafe { &*ptr::addr_of!(TAGS) };
-    prefix::tag_id(tag).is_some_and(|id| tags.binary_search(&id).is_ok())
+    tags.binary_search(&id).is_ok()
 }
 
 /// `postconfiguration`: the variable's index, and the phase handler, when any upstream has
@@ -118,101 +118,112 @@ unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// Takes the tag off the `sid` argument, if it has one, and keeps it in the variable.
 ///
+/// One allocation holds the new unparsed URI (`/path?args`, when nginx has it: `proxy_pass`
+/// without a URI part sends it as it is), whose tail is the new `$args`, and the variable's
+/// value (see [`OWNER`]).
+///
 /// # Safety
 /// `r` must be a valid request in its PREACCESS phase.
 unsafe fn strip(r: *mut ngx_http_request_t) {
     // SAFETY: `r` is valid; new strings are allocated in its pool, which outlives it.
     unsafe {
         let args = bytes(&(*r).args);
-        if args.is_empty() {
-            return;
-        }
-        let out = ngx_pnalloc((*r).pool, args.len()).cast::<u8>();
-        if out.is_null() {
-            return;
-        }
-        let buf = core::slice::from_raw_parts_mut(out, args.len());
-        let Some((tag, n)) = prefix::strip_query_into(args, b"sid", buf) else {
+        let Some(found) = prefix::find_tagged(args, b"sid") else {
             return;
         };
-        if !known(&tag) {
+        if !known(found.id) {
             return;
         }
-        let new_args = ngx_str_t { len: n, data: out };
-        if (*r).valid_unparsed_uri() != 0 && !rewrite_unparsed(r, new_args) {
+        let (Some(before), Some(after)) = (args.get(..found.at), args.get(found.at + TAGGED..))
+        else {
+            return;
+        };
+        let path = if (*r).valid_unparsed_uri() != 0 {
+            Some(path_of(bytes(&(*r).unparsed_uri), args))
+        } else {
+            None
+        };
+        let args_len = before.len() + after.len();
+        // `path?` before the arguments, when the unparsed URI is rewritten.
+        let lead = path.map_or(0, |p| p.len() + 1);
+        let len = VALUE + lead + args_len;
+        let base = ngx_pnalloc((*r).pool, len).cast::<u8>();
+        if base.is_null() {
             return;
         }
-        (*r).args = new_args;
-        keep(r, &tag);
+        let (value, uri) = core::slice::from_raw_parts_mut(base, len).split_at_mut(VALUE);
+        let (uri_data, uri_len) = (uri.as_mut_ptr(), uri.len());
+        let (head, new_args) = uri.split_at_mut(lead);
+        if let Some(path) = path {
+            let (p, q) = head.split_at_mut(path.len());
+            p.copy_from_slice(path);
+            q.fill(b'?');
+        }
+        let (a, b) = new_args.split_at_mut(before.len());
+        a.copy_from_slice(before);
+        b.copy_from_slice(after);
+        if path.is_some() {
+            // Without arguments left, no `?` either.
+            let n = if args_len == 0 { lead - 1 } else { uri_len };
+            (*r).unparsed_uri = ngx_str_t {
+                len: n,
+                data: uri_data,
+            };
+        }
+        (*r).args = ngx_str_t {
+            len: args_len,
+            data: new_args.as_mut_ptr(),
+        };
+        keep(r, value, &found.tag, found.id);
     }
 }
 
-/// The unparsed URI with the new arguments (`/path?args`, without `?` when none are left).
-///
-/// # Safety
-/// As for [`strip`].
-unsafe fn rewrite_unparsed(r: *mut ngx_http_request_t, args: ngx_str_t) -> bool {
-    // SAFETY: as above.
-    unsafe {
-        let old = bytes(&(*r).unparsed_uri);
-        let args_old = bytes(&(*r).args);
-        // The arguments end the unparsed URI (as the client sent them): the path is before.
-        let path = match old.len().checked_sub(args_old.len() + 1) {
-            Some(p) if old.ends_with(args_old) && old.get(p) == Some(&b'?') => {
-                old.get(..p).unwrap_or(old)
-            }
-            _ => match crate::logic::bytes::find_byte(old, b'?') {
-                Some(q) => old.get(..q).unwrap_or(old),
-                None => old,
-            },
-        };
-        let len = path.len() + if args.len > 0 { 1 + args.len } else { 0 };
-        let out = ngx_pnalloc((*r).pool, len).cast::<u8>();
-        if out.is_null() {
-            return false;
+/// The path of the unparsed URI (before the arguments `args`, as the client sent them).
+fn path_of<'a>(unparsed: &'a [u8], args: &[u8]) -> &'a [u8] {
+    match unparsed.len().checked_sub(args.len() + 1) {
+        Some(p) if unparsed.ends_with(args) && unparsed.get(p) == Some(&b'?') => {
+            unparsed.get(..p).unwrap_or(unparsed)
         }
-        let dst = core::slice::from_raw_parts_mut(out, len);
-        let (head, tail) = dst.split_at_mut(path.len());
-        head.copy_from_slice(path);
-        if let Some((q, rest)) = tail.split_first_mut() {
-            *q = b'?';
-            rest.copy_from_slice(bytes(&args));
-        }
-        (*r).unparsed_uri = ngx_str_t { len, data: out };
+        _ => match crate::logic::bytes::find_byte(unparsed, b'?') {
+            Some(q) => unparsed.get(..q).unwrap_or(unparsed),
+            None => unparsed,
+        },
     }
-    true
 }
 
-/// Bytes before the tag in the variable's value: the request it belongs to. A subrequest
-/// shares its parent's variable slots, so the tag names its request, and another request
-/// that sees it takes it for none.
+/// The variable's value: the request it belongs to, the tag (the value nginx shows), the
+/// tag's id (what the balancer reads). A subrequest shares its parent's variable slots, so
+/// the owner names the request, and another request that sees it takes it for none.
 const OWNER: usize = core::mem::size_of::<usize>();
+const VALUE: usize = OWNER + TAG_LEN + core::mem::size_of::<u64>();
 
-/// Stores the tag in the request's slot of `$socketio_sticky_prefix`.
+/// Stores the tag in the request's slot of `$socketio_sticky_prefix`, in `value` (request
+/// memory).
 ///
 /// # Safety
-/// As for [`strip`].
-unsafe fn keep(r: *mut ngx_http_request_t, tag: &[u8; TAG_LEN]) {
-    // SAFETY: `variables` has a slot per indexed variable; the copy lives in the pool, the
-    // owner's address just before the tag (unaligned).
+/// As for [`strip`]; `value` lives as long as the request.
+unsafe fn keep(r: *mut ngx_http_request_t, value: &mut [u8], tag: &[u8; TAG_LEN], id: u64) {
+    let (Ok(i), Some(flags)) = (
+        // SAFETY: written only at configuration time.
+        usize::try_from(unsafe { ptr::addr_of!(INDEX).read() }),
+        // SAFETY: as above.
+        unsafe { ptr::addr_of!(TAG_FLAGS).read() },
+    ) else {
+        return;
+    };
+    let (owner, rest) = value.split_at_mut(OWNER);
+    let (t, id_bytes) = rest.split_at_mut(TAG_LEN);
+    owner.copy_from_slice(&(r as usize).to_ne_bytes());
+    t.copy_from_slice(tag);
+    id_bytes.copy_from_slice(&id.to_ne_bytes());
+    // SAFETY: `variables` has a slot per indexed variable.
     unsafe {
-        let index = ptr::addr_of!(INDEX).read();
-        let Ok(i) = usize::try_from(index) else {
-            return;
-        };
-        let base = ngx_pnalloc((*r).pool, OWNER + TAG_LEN).cast::<u8>();
-        if base.is_null() || (*r).variables.is_null() {
+        if (*r).variables.is_null() {
             return;
         }
-        base.cast::<usize>().write_unaligned(r as usize);
-        let data = base.add(OWNER);
-        ptr::copy_nonoverlapping(tag.as_ptr(), data, TAG_LEN);
-        let Some(flags) = ptr::addr_of!(TAG_FLAGS).read() else {
-            return;
-        };
         let v = &mut *(*r).variables.add(i);
         v._bitfield_1 = flags;
-        v.data = data;
+        v.data = t.as_mut_ptr();
     }
 }
 
@@ -230,12 +241,11 @@ pub unsafe fn tag_of(r: *mut ngx_http_request_t) -> Option<u64> {
         }
         let v = &*(*r).variables.add(i);
         // Only `keep` sets this variable's data (its handler answers "not found" without
-        // any), always a tag with its owner before it; the slots start zeroed. (The data
-        // pointer alone is read: bindgen's bitfield getters walk the bits one by one.)
+        // any), always the tag between its owner and its id; the slots start zeroed. (The
+        // data pointer alone is read: bindgen's bitfield getters walk the bits one by one.)
         if v.data.is_null() || v.data.sub(OWNER).cast::<usize>().read_unaligned() != r as usize {
             return None;
         }
-        let tag = core::slice::from_raw_parts(v.data, TAG_LEN);
-        prefix::tag_id(tag)
+        Some(v.data.add(TAG_LEN).cast::<u64>().read_unaligned())
     }
 }

@@ -6,7 +6,8 @@
 //! - [`tag`] / [`tag_id`]: a server's tag from its peer id ([`super::cookie::CookieKey::peer_id`])
 //!   and back.
 //! - [`split`]: the tag and the backend's sid of a tagged sid.
-//! - [`strip_query`] / [`strip_query_into`]: a query string with the tag of its sid removed.
+//! - [`strip_query`] / [`find_tagged`]: a query string with the tag of its sid removed, or
+//!   where that tag is.
 //! - [`tag_head`] / [`insert_tag`]: the first bytes of a handshake body with the tag inserted
 //!   before the sid and every length that frames the open packet fixed.
 //!
@@ -15,9 +16,6 @@
 //! characters need escaping in JSON, JSONP, query strings or cookies.
 //!
 //! All functions take untrusted bytes and never panic.
-
-// The nginx side of `sid_prefix` is not written yet: nothing in the module calls these.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -80,13 +78,23 @@ pub fn tag_id(tag: &[u8]) -> Option<u64> {
 
 /// The tag and the backend's sid of a tagged sid: [`TAG_LEN`] base64url characters, [`SEP`],
 /// then at least one byte (any). Anything else is `None`.
+#[cfg(test)]
 pub fn split(sid: &[u8]) -> Option<(&[u8; TAG_LEN], &[u8])> {
+    split_id(sid).map(|(tag, _, rest)| (tag, rest))
+}
+
+/// [`split`] with the tag's id.
+fn split_id(sid: &[u8]) -> Option<(&[u8; TAG_LEN], u64, &[u8])> {
     let (tag, rest) = sid.split_first_chunk::<TAG_LEN>()?;
     let rest = rest.strip_prefix(&[SEP])?;
-    (!rest.is_empty() && tag_id(tag).is_some()).then_some((tag, rest))
+    if rest.is_empty() {
+        return None;
+    }
+    tag_id(tag).map(|id| (tag, id, rest))
 }
 
 /// A query string whose sid lost its tag.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stripped {
     /// The tag that was removed.
@@ -106,36 +114,35 @@ pub struct Stripped {
 /// so a tagged value after an untagged one is left as it is. The value is taken as written: a
 /// percent-encoded tag or separator is no tag. A `name` that is empty or holds `=` or `&`
 /// matches nothing.
+#[cfg(test)]
 pub fn strip_query(args: &[u8], name: &[u8]) -> Option<Stripped> {
-    let (at, tag) = tagged_arg(args, name)?;
+    let found = find_tagged(args, name)?;
     let mut out = Vec::with_capacity(args.len());
-    out.extend_from_slice(args.get(..at)?);
-    out.extend_from_slice(args.get(at + TAG_LEN + 1..)?);
+    out.extend_from_slice(args.get(..found.at)?);
+    out.extend_from_slice(args.get(found.at + TAGGED..)?);
     Some(Stripped {
-        tag: *tag,
+        tag: found.tag,
         args: out,
     })
 }
 
-/// [`strip_query`] into `out` (which `args.len()` bytes always suffice for): the tag and the
-/// length of the new query string. `None` when there is no tag to strip or `out` is shorter
-/// than `args.len() - TAG_LEN - 1`.
-pub fn strip_query_into(
-    args: &[u8],
-    name: &[u8],
-    out: &mut [u8],
-) -> Option<([u8; TAG_LEN], usize)> {
-    let (at, tag) = tagged_arg(args, name)?;
-    let before = args.get(..at)?;
-    let after = args.get(at + TAG_LEN + 1..)?;
-    let n = before.len() + after.len();
-    out.get_mut(..at)?.copy_from_slice(before);
-    out.get_mut(at..n)?.copy_from_slice(after);
-    Some((*tag, n))
+/// The bytes a tag takes in a tagged sid: the tag and [`SEP`].
+pub const TAGGED: usize = TAG_LEN + 1;
+
+/// The tag in a query string that [`strip_query`] would remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Where the tag starts: `args[at..at + TAGGED]` are the tag and its separator.
+    pub at: usize,
+    /// The tag.
+    pub tag: [u8; TAG_LEN],
+    /// Its id ([`tag_id`]).
+    pub id: u64,
 }
 
-/// Where the tagged value of the argument [`strip_query`] looks at starts, and its tag.
-fn tagged_arg<'a>(args: &'a [u8], name: &[u8]) -> Option<(usize, &'a [u8; TAG_LEN])> {
+/// Where the tagged value of the argument [`strip_query`] looks at starts, its tag and the
+/// tag's id; `None` when [`strip_query`] would find nothing to remove.
+pub fn find_tagged(args: &[u8], name: &[u8]) -> Option<Found> {
     if name.is_empty() || name.iter().any(|&c| c == b'=' || c == b'&') {
         return None;
     }
@@ -150,7 +157,7 @@ fn tagged_arg<'a>(args: &'a [u8], name: &[u8]) -> Option<(usize, &'a [u8; TAG_LE
             Some(v) if !v.is_empty() => v,
             _ => continue,
         };
-        return split(value).map(|(tag, _)| (at, tag));
+        return split_id(value).map(|(tag, id, _)| Found { at, tag: *tag, id });
     }
     None
 }
@@ -167,6 +174,7 @@ pub struct Head {
 
 impl Head {
     /// How much longer the body gets (for its `Content-Length`).
+    #[cfg(test)]
     pub fn growth(&self) -> usize {
         self.bytes.len().saturating_sub(self.replaced)
     }
@@ -719,22 +727,20 @@ mod tests {
 
     // ---- query strings ----
 
-    /// `strip_query` and `strip_query_into` agree; the new query string as text.
+    /// `strip_query` and `find_tagged` agree; the new query string as text.
     fn strip(args: &str, name: &str) -> Option<(String, String)> {
         let (args, name) = (args.as_bytes(), name.as_bytes());
         let got = strip_query(args, name);
-        let mut out = vec![0xaa; args.len()];
-        let into = strip_query_into(args, name, &mut out);
+        let found = find_tagged(args, name);
         match &got {
             Some(s) => {
-                assert_eq!(into, Some((s.tag, s.args.len())));
-                assert_eq!(&out[..s.args.len()], &s.args[..]);
+                let f = found.unwrap();
+                assert_eq!((f.tag, Some(f.id)), (s.tag, tag_id(&s.tag)));
+                assert_eq!(args[f.at + TAG_LEN], SEP);
+                assert_eq!([&args[..f.at], &args[f.at + TAGGED..]].concat(), s.args);
                 assert_eq!(s.args.len(), args.len() - TAG_LEN - 1);
-                let n = s.args.len();
-                assert!(strip_query_into(args, name, &mut vec![0; n]).is_some());
-                assert_eq!(strip_query_into(args, name, &mut vec![0; n - 1]), None);
             }
-            None => assert_eq!(into, None),
+            None => assert_eq!(found, None),
         }
         got.map(|s| {
             (
@@ -902,9 +908,9 @@ mod tests {
             if let Some(s) = &got {
                 stripped += 1;
                 assert!(tag_id(&s.tag).is_some());
-                let mut out = vec![0; args.len()];
-                let (t, n) = strip_query_into(&args, name, &mut out).unwrap();
-                assert_eq!((t, &out[..n]), (s.tag, &s.args[..]));
+                let f = find_tagged(&args, name).unwrap();
+                assert_eq!(f.tag, s.tag);
+                assert_eq!([&args[..f.at], &args[f.at + TAGGED..]].concat(), s.args);
             }
         }
         assert!(stripped > 500, "{stripped}");
