@@ -5,9 +5,10 @@ Modes:
   (default)        callgrind: nginx instructions (Ir) per proxied request for round robin,
                    ip_hash, hash $arg_sid consistent and socketio_sticky (learned-sid hit,
                    unknown sid, device_id, route label, route cookie, no key, handshake,
-                   handshake with a device id, a browser's request), with 1,000, 100,000 and
-                   1,000,000 learned sessions in the zone and over 2, 16 and 256 servers; then
-                   the density of a 1 MiB zone.
+                   handshake with a device id, a browser's request; with sid_prefix, in an
+                   nginx of its own against its twin without it: a tagged hit and a rewritten
+                   handshake), with 1,000, 100,000 and 1,000,000 learned sessions in the zone
+                   and over 2, 16 and 256 servers; then the density of a 1 MiB zone.
   --density-only   only the density of a 1 MiB zone (no valgrind).
   --quick          no valgrind, small counts: checks that every row behaves (learned hits come
                    back `learned` from the backend that minted the sid, the fill learns, the
@@ -338,6 +339,15 @@ BACKEND_SERVER = """\
             }}
             return 200 'ok';
         }}
+        # sid_prefix checks (never measured): the query string as the backend got it.
+        location ~ ^/v/(sprefix|prr)/ {{
+            add_header X-Backend {port};
+            add_header X-Args $args;
+            if ($handshake) {{
+                return 200 '0{{"sid":"$request_id","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}}';
+            }}
+            return 200 'ok';
+        }}
     }}
 """
 
@@ -414,6 +424,120 @@ http {{
 }}
 """
 
+# `sid_prefix` installs a PREACCESS handler for every request of the http{} block (it strips
+# the tag of a tagged sid, whichever upstream the request goes to), so its upstream lives in a
+# front nginx of its own ("prefix"): the main front's rows, round robin's included, stay those
+# of an nginx without sid_prefix; round robin in the "prefix" front pays the handler too.
+# Its baseline is a "twin": the same configuration but for `sid_prefix`, started at the same
+# time and sent the same requests in the same order, so that nginx's own count (glibc malloc's
+# state, the timers) drifts alike in both (a new nginx ran some 250 Ir per request more in
+# malloc than the main front after its other rows, on the same requests).
+SIDE_FRONTS = {
+    # front: (measured server of `rr`, of `sprefix`; the flag in `sprefix`)
+    "prefix": ("prr", "sprefix", " sid_prefix"),
+    "twin": ("trr", "tsprefix", ""),
+}
+PREFIX_FRONT_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+{user}
+load_module {module};
+error_log {dir}/{front}-front-error.log warn;
+pid {dir}/{front}-front.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    default_type text/plain;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    log_format status '$socketio_sticky_status';
+
+    upstream rr {{
+{servers}
+        keepalive 16;
+        keepalive_requests 100000000;
+    }}
+    upstream sprefix {{
+        socketio_sticky zone=sprefix:1m timeout=1d{sid_prefix};
+{servers}
+        keepalive 16;
+        keepalive_requests 100000000;
+    }}
+
+    server {{
+        listen 127.0.0.1:{port_prr};
+        location / {{ proxy_pass http://rr; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port_sprefix};
+        location / {{ proxy_pass http://sprefix; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /v/prr/ {{
+            proxy_pass http://rr;
+            add_header X-Status $socketio_sticky_status always;
+        }}
+        location /v/sprefix/ {{
+            proxy_pass http://sprefix;
+            add_header X-Status $socketio_sticky_status always;
+        }}
+    }}
+}}
+"""
+# The measured servers of the side fronts.
+SIDE_SERVERS = {srv: front for front, v in SIDE_FRONTS.items() for srv in v[:2]}
+
+
+def siphash24(k0, k1, msg):
+    """SipHash-2-4 of `msg` under the key (k0, k1), as t/lib/StickyCookie.pm computes it."""
+    mask = (1 << 64) - 1
+
+    def rotl(x, b):
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    v = [k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d,
+         k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573]
+
+    def rnd():
+        v[0] = (v[0] + v[1]) & mask
+        v[1] = rotl(v[1], 13) ^ v[0]
+        v[0] = rotl(v[0], 32)
+        v[2] = (v[2] + v[3]) & mask
+        v[3] = rotl(v[3], 16) ^ v[2]
+        v[0] = (v[0] + v[3]) & mask
+        v[3] = rotl(v[3], 21) ^ v[0]
+        v[2] = (v[2] + v[1]) & mask
+        v[1] = rotl(v[1], 17) ^ v[2]
+        v[2] = rotl(v[2], 32)
+
+    padded = msg + b"\0" * (7 - len(msg) % 8) + bytes([len(msg) & 0xff])
+    for i in range(0, len(padded), 8):
+        m = int.from_bytes(padded[i:i + 8], "little")
+        v[3] ^= m
+        rnd()
+        rnd()
+        v[0] ^= m
+    v[2] ^= 0xff
+    for _ in range(4):
+        rnd()
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def server_tag(upstream, server):
+    """The sid_prefix tag of `server line = address` in `upstream` (no cookie_key=): the low 48
+    bits of its route cookie peer id, 8 base64url characters, most significant first."""
+    text = b"upstream\0" + upstream.encode()
+    d0 = siphash24(0x736f636b6574696f, 0x5f737469636b7931, text)
+    d1 = siphash24(0x726f7574655f636f, 0x6f6b69655f6b6579, text)
+    s = server.encode()
+    pid = siphash24(d0, d1, len(s).to_bytes(8, "little") + s + s)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return "".join(alphabet[(pid >> (42 - 6 * i)) & 0x3f] for i in range(8))
+
 
 # The other balancers, each on its own measured server (the same request paths as round robin):
 # name -> (balancer lines, how many backends). `sN` are socketio_sticky over N backends (scaling).
@@ -435,7 +559,8 @@ def other_upstreams(scale):
     return ups
 
 
-def write_configs(d, backend_ports, scale_ports, front_port, measured_ports, zone_size, scale):
+def write_configs(d, backend_ports, scale_ports, front_port, measured_ports, zone_size, scale,
+                  side_ports):
     user = "user root;" if os.geteuid() == 0 else ""
 
     def servers_of(ports):
@@ -459,6 +584,12 @@ def write_configs(d, backend_ports, scale_ports, front_port, measured_ports, zon
         f.write(BACKEND_CONF.format(
             user=user, dir=d,
             servers="".join(BACKEND_SERVER.format(port=p) for p in scale_ports)))
+    for front, (srv_rr, srv_prefix, flag) in SIDE_FRONTS.items():
+        with open(os.path.join(d, front + "-front.conf"), "w") as f:
+            f.write(PREFIX_FRONT_CONF.format(
+                user=user, dir=d, module=MODULE_SO, servers=servers, front=front,
+                sid_prefix=flag, port=side_ports[front], port_prr=measured_ports[srv_rr],
+                port_sprefix=measured_ports[srv_prefix]))
     with open(os.path.join(d, "front.conf"), "w") as f:
         f.write(FRONT_CONF.format(user=user, dir=d, module=MODULE_SO, servers=servers,
                                   port=front_port, port_rr=measured_ports["rr"],
@@ -521,8 +652,13 @@ class Bench:
         self.measured_ports = {"rr": free_port(), "sticky": free_port()}
         for name in other_upstreams(args.scale):
             self.measured_ports[name] = free_port()
+        # The side fronts (sid_prefix and its twin): measured servers and check servers.
+        for name in SIDE_SERVERS:
+            self.measured_ports[name] = free_port()
+        self.side_ports = {front: free_port() for front in SIDE_FRONTS}
         self.mcs = {}             # their measuring connections
         self.front = None
+        self.fronts = {}          # "main", "prefix", "twin" -> process
         self.fill_log_seen = 0
         self.learned = 0          # sessions taught to the `sticky` zone so far
         self.dumps = {}           # label -> dump file
@@ -534,23 +670,30 @@ class Bench:
     def start(self):
         nginx = vendored_nginx()
         write_configs(self.dir, self.backend_ports, self.scale_ports, self.front_port,
-                      self.measured_ports, self.args.zone_size, self.args.scale)
+                      self.measured_ports, self.args.zone_size, self.args.scale,
+                      self.side_ports)
         with open(os.path.join(self.dir, "backend.out"), "w") as out:
             be = self.procs.start([nginx, "-p", self.dir, "-c",
                                    os.path.join(self.dir, "backend.conf")],
                                   stdout=out, stderr=subprocess.STDOUT)
-        argv = [nginx, "-p", self.dir, "-c", os.path.join(self.dir, "front.conf")]
-        if self.valgrind:
-            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                    "--dump-line=no", "--dump-instr=no",
-                    "--log-file=" + os.path.join(self.dir, "valgrind.log"),
-                    "--callgrind-out-file=" + os.path.join(self.dir, "callgrind.out")] + argv
-        with open(os.path.join(self.dir, "front.out"), "w") as out:
-            self.front = self.procs.start(argv, stdout=out, stderr=subprocess.STDOUT)
+        for front in ["main"] + list(SIDE_FRONTS):
+            name = "" if front == "main" else front + "-"
+            argv = [nginx, "-p", self.dir, "-c", os.path.join(self.dir, name + "front.conf")]
+            if self.valgrind:
+                argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                        "--dump-line=no", "--dump-instr=no",
+                        "--log-file=" + os.path.join(self.dir, name + "valgrind.log"),
+                        "--callgrind-out-file=" + self.dump_prefix(front)] + argv
+            with open(os.path.join(self.dir, name + "front.out"), "w") as out:
+                self.fronts[front] = self.procs.start(argv, stdout=out,
+                                                      stderr=subprocess.STDOUT)
+        self.front = self.fronts["main"]
         for p in self.scale_ports:
             wait_port(p, be, "backend nginx")
-        for p in [self.front_port] + list(self.measured_ports.values()):
-            wait_port(p, self.front, "front nginx")
+        ports = [("main", self.front_port)] + list(self.side_ports.items()) + \
+            [(self.front_of(name), p) for name, p in self.measured_ports.items()]
+        for front, p in ports:
+            wait_port(p, self.fronts[front], "%s front nginx" % front)
 
     def stop(self):
         self.procs.stop_all()
@@ -568,20 +711,32 @@ class Bench:
 
     # -- callgrind control -------------------------------------------------------------------
 
-    def ctl(self, *argv):
-        r = subprocess.run(["callgrind_control"] + list(argv) + [str(self.front.pid)],
+    @staticmethod
+    def front_of(server):
+        """Which front nginx a measured server is in: "main", "prefix" or "twin"."""
+        return SIDE_SERVERS.get(server, "main")
+
+    def proc_of(self, front):
+        return self.fronts[front]
+
+    def dump_prefix(self, front):
+        return os.path.join(self.dir, "callgrind.out" if front == "main"
+                            else front + "-callgrind.out")
+
+    def ctl(self, *argv, front="main"):
+        r = subprocess.run(["callgrind_control"] + list(argv) + [str(self.proc_of(front).pid)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
                            check=False)
         out = r.stdout.decode(errors="replace")
         if r.returncode != 0 or "OK" not in out:
             raise RuntimeError("callgrind_control %s failed: %s" % (" ".join(argv), out))
 
-    def instrument(self, on):
+    def instrument(self, on, front="main"):
         if self.valgrind:
-            self.ctl("-i", "on" if on else "off")
+            self.ctl("-i", "on" if on else "off", front=front)
 
-    def dump_files(self):
-        return set(glob.glob(os.path.join(self.dir, "callgrind.out.*")))
+    def dump_files(self, front="main"):
+        return set(glob.glob(self.dump_prefix(front) + ".*"))
 
     @staticmethod
     def dump_total(path):
@@ -730,15 +885,16 @@ class Bench:
 
     def measure(self, label, server, paths, n, expect_backend=None, expect_sid=False):
         """Ir of the front nginx for exactly `n` requests (cycling over `paths`) to the measured
-        `server` ("rr" or "sticky"), per request. Without valgrind: only the responses are
-        checked and None is returned."""
+        `server` ("rr", "sticky", ...; those of SIDE_SERVERS are in the side fronts), per
+        request. Without valgrind: only the responses are checked and None is returned."""
+        front = self.front_of(server)
         c = self.mcs[server]
         for p in paths[:self.args.warmup] if len(paths) >= self.args.warmup else \
                 [paths[i % len(paths)] for i in range(self.args.warmup)]:
             c.get(p)
-        before = self.dump_files()
+        before = self.dump_files(front)
         if self.valgrind:
-            self.ctl("-z")
+            self.ctl("-z", front=front)
         t0 = time.time()
         bad = []
         self.minted = []
@@ -758,8 +914,8 @@ class Bench:
         dt = time.time() - t0
         per = None
         if self.valgrind:
-            self.ctl("-d", label)
-            new = sorted(self.dump_files() - before)
+            self.ctl("-d", label, front=front)
+            new = sorted(self.dump_files(front) - before)
             if len(new) != 1:
                 raise RuntimeError("expected one new dump for %s, got %s" % (label, new))
             self.dumps[label] = new[0]
@@ -845,8 +1001,11 @@ class Bench:
     # -- error log ---------------------------------------------------------------------------
 
     def check_error_log(self):
-        path = os.path.join(self.dir, "front-error.log")
-        lines = open(path, errors="replace").read().splitlines() if os.path.exists(path) else []
+        lines = []
+        for name in ["front-error.log"] + [f + "-front-error.log" for f in SIDE_FRONTS]:
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                lines += open(path, errors="replace").read().splitlines()
         bad = [ln for ln in lines if re.search(r"\[(alert|crit|emerg|error)\]", ln)]
         warns = [ln for ln in lines if "[warn]" in ln]
         for ln in warns[:5]:
@@ -854,7 +1013,8 @@ class Bench:
         self.checks.check(not bad, "front error log has no error/alert lines (%d: %s)"
                           % (len(bad), bad[:3]))
         if self.valgrind:
-            self.checks.check(self.front.poll() is None, "front nginx still running")
+            for front, proc in self.fronts.items():
+                self.checks.check(proc.poll() is None, "%s front nginx still running" % front)
         return warns
 
 
@@ -945,6 +1105,7 @@ def run_measured(b, args):
                 b.verify_learned(random.sample(minted, min(500, len(minted))),
                                  "sessions taught by the measured %s" % what)
             balancer_rows(b, args, first_hits, size, add)
+            prefix_rows(b, args, size, add)
     return rows, measured
 
 
@@ -1059,6 +1220,133 @@ def balancer_rows(b, args, hits, size, add):
     b.timeline.append(("other balancers and scaling", time.time() - t0))
 
 
+def responses(port, paths):
+    """The responses to `paths` on one connection to 127.0.0.1:`port`, 200 at a time."""
+    c = Conn(port)
+    out = []
+    for i in range(0, len(paths), 200):
+        out += c.pipeline(paths[i:i + 200])
+    c.close()
+    return out
+
+
+def tagged_sid(sid):
+    """(tag, backend's sid) of `TAG.SID`, or None."""
+    if len(sid) > 9 and sid[8] == "." and re.fullmatch(r"[A-Za-z0-9_-]{8}", sid[:8]):
+        return sid[:8], sid[9:]
+    return None
+
+
+def check_tagged(b, pairs, tags, what):
+    """Every (sid, backend) is `TAG.S` with the tag of its backend."""
+    bad = [(sid, bk) for sid, bk in pairs
+           if tagged_sid(sid) is None or tagged_sid(sid)[0] != tags.get(bk)]
+    b.checks.check(pairs and not bad, "%s: %d sids carry the tag of the backend that minted "
+                   "them (bad: %s)" % (what, len(pairs), bad[:2]))
+
+
+def side_requests(b, location, paths, twin=False):
+    """`paths` through /v/<location>/ of the "prefix" front, and the same through the twin's,
+    so that both see the same requests; the "prefix" front's responses (and the twin's)."""
+    paths = [p.replace("/socket.io/", "/v/%s/socket.io/" % location, 1) for p in paths]
+    got = responses(b.side_ports["prefix"], paths)
+    got_twin = responses(b.side_ports["twin"], paths)
+    return (got, got_twin) if twin else got
+
+
+def check_prefix_hits(b, pairs, what):
+    """Through /v/sprefix/: each `…&sid=TAG.S` is answered with status `prefix` by the backend
+    that minted S, which got `sid=S` (the tag stripped); through /v/prr/ (round robin in the
+    same nginx) the backend gets `sid=S` too."""
+    def stripped(sid):
+        return "%s&sid=%s" % (HANDSHAKE_QS, (tagged_sid(sid) or ("", sid))[1])
+
+    got = side_requests(b, "sprefix", [polling(None, sid) for sid, _ in pairs])
+    bad = []
+    for (sid, bk), r in zip(pairs, got):
+        if (r.status, r.headers.get("x-status"), r.headers.get("x-backend"),
+                r.headers.get("x-args")) != (200, "prefix", bk, stripped(sid)):
+            bad.append((sid, r.status, r.headers.get("x-status"), r.headers.get("x-backend"),
+                        bk, r.headers.get("x-args")))
+    b.checks.check(got and not bad, "%s: %d tagged requests `prefix` from their backend, which "
+                   "gets the sid without its tag (bad: %s)" % (what, len(got), bad[:2]))
+    few = pairs[:20]
+    got, got_twin = side_requests(b, "prr", [polling(None, sid) for sid, _ in few], twin=True)
+    bad = [(sid, r.status, r.headers.get("x-args")) for (sid, _), r in zip(few, got)
+           if r.status != 200 or r.headers.get("x-args") != stripped(sid)]
+    b.checks.check(got and not bad, "%s: round robin in the sid_prefix nginx: %d tagged "
+                   "requests reach a backend without the tag (bad: %s)"
+                   % (what, len(got), bad[:2]))
+    # The twin has no sid_prefix: nothing strips the tag there.
+    bad = [(sid, r.status, r.headers.get("x-args")) for (sid, _), r in zip(few, got_twin)
+           if r.status != 200 or r.headers.get("x-args") != "%s&sid=%s" % (HANDSHAKE_QS, sid)]
+    b.checks.check(got_twin and not bad, "%s: round robin in the twin: %d tagged requests "
+                   "reach a backend with the tag (bad: %s)" % (what, len(got_twin), bad[:2]))
+
+
+def prefix_rows(b, args, size, add):
+    """`sid_prefix`, in a front nginx of its own ("prefix"), against round robin in its "twin"
+    (the same but for sid_prefix, the same requests): a tagged hit `…&sid=TAG.S` (p), and
+    round robin (p1) and socketio_sticky without sid_prefix (pt) on the same requests; a
+    handshake whose body is rewritten to carry `TAG.S` (q), against round robin's (q0, q1 and
+    the main front's d0) and socketio_sticky's without sid_prefix (qt); round robin without a
+    key in both (r0, r1): what is left of the drift between them."""
+    n = args.requests
+    tags = {str(p): server_tag("sprefix", "127.0.0.1:%d" % p) for p in b.backend_ports}
+    b.checks.check(len(set(tags.values())) == len(tags), "sid_prefix: %d distinct server tags "
+                   "(%s)" % (len(tags), sorted(tags.values())))
+    # The tagged sids: handshakes through sid_prefix, each tagged by the backend that minted it.
+    pairs = []
+    unreadable = []
+    for r in side_requests(b, "sprefix", [handshake()] * args.hit_sids):
+        sid = SID_RE.match(r.body)
+        if r.status == 200 and sid:
+            pairs.append((sid.group(1).decode(), r.headers.get("x-backend")))
+            # The rewritten body is still an open packet: `0` and a JSON object.
+            try:
+                if json.loads(r.body[1:])["sid"] != pairs[-1][0]:
+                    unreadable.append(r.body[:80])
+            except (ValueError, KeyError, TypeError):
+                unreadable.append(r.body[:80])
+    b.checks.check(not unreadable, "sid_prefix: the rewritten open packets are JSON with the "
+                   "tagged sid (bad: %s)" % unreadable[:2])
+    b.checks.check(len(pairs) == args.hit_sids, "sid_prefix: %d of %d handshakes answered with "
+                   "a sid" % (len(pairs), args.hit_sids))
+    b.checks.check({bk for _, bk in pairs} == set(tags), "sid_prefix: handshakes reach all %d "
+                   "backends" % len(tags))
+    check_tagged(b, pairs, tags, "sid_prefix handshakes")
+    check_prefix_hits(b, pairs[:200], "sid_prefix")
+    tagged = [polling(None, sid) for sid, _ in pairs]
+    backends = [bk for _, bk in pairs]
+
+    t0 = time.time()
+    for front in SIDE_FRONTS:
+        b.instrument(True, front)
+    # Each twin's measurement right before the same one in the "prefix" front.
+    for _ in range(args.rounds):
+        add(("p0", size), b.measure("trr-tagged", "trr", tagged, n))
+        add(("p1", size), b.measure("prr-tagged", "prr", tagged, n))
+        add(("pt", size), b.measure("tsprefix-tagged", "tsprefix", tagged, n))
+        add(("p", size), b.measure("sprefix-hit", "sprefix", tagged, n,
+                                   expect_backend=backends))
+    add(("r0", size), b.measure("trr-nokey", "trr", ["/health"], n))
+    add(("r1", size), b.measure("prr-nokey", "prr", ["/health"], n))
+    add(("q0", size), b.measure("trr-handshake", "trr", [handshake()], n, expect_sid=True))
+    add(("q1", size), b.measure("prr-handshake", "prr", [handshake()], n, expect_sid=True))
+    add(("qt", size), b.measure("tsprefix-handshake", "tsprefix", [handshake()], n,
+                                expect_sid=True))
+    add(("q", size), b.measure("sprefix-handshake", "sprefix", [handshake()], n,
+                               expect_sid=True))
+    minted = b.minted
+    for front in SIDE_FRONTS:
+        b.instrument(False, front)
+    b.timeline.append(("sid_prefix", time.time() - t0))
+    # The measured rewritten handshakes: tagged by their backend; a sample comes back `prefix`.
+    check_tagged(b, minted, tags, "sid_prefix, the measured handshakes")
+    check_prefix_hits(b, random.sample(minted, min(200, len(minted))),
+                      "sid_prefix, sids of the measured handshakes")
+
+
 # The balancer's own functions, as nginx's keepalive module calls them: init, get, free.
 BALANCER_FNS = {
     "rr": ("ngx_http_upstream_init_round_robin_peer", "ngx_http_upstream_get_round_robin_peer"),
@@ -1070,6 +1358,8 @@ BALANCER_FNS = {
 
 # The module's Rust crate (Cargo.toml's [lib] name), the prefix of its functions' names.
 MODULE_CRATE = "ngx_http_upstream_socketio_sticky_module"
+# sid_prefix's PREACCESS handler (the crate's prefix removed).
+HANDLER_FN = "prefix_request::handler"
 # One function of callgrind_annotate's list: `Ir (pct)  file:function [object]`. A function is
 # listed once per source file of its code (`fl=`, and `fi=`/`fe=` for code inlined from another
 # file: nginx's headers, Rust built with line tables), and only the listing of its own file
@@ -1173,6 +1463,26 @@ def report(args, b, rows, sizes, dens, prof, table_labels, elapsed):
          % "{:,}".format(DEVICE_HANDSHAKES), small, ("n0", small), None)
     line("(n) socketio_sticky, handshake with a device id (learns)", "same", small,
          ("n", small), ("n0", small))
+    # sid_prefix: its own front nginx and the twin (see PREFIX_FRONT_CONF).
+    line("(p0) round robin, a tagged sid (twin nginx, no sid_prefix)",
+         "`…&sid=T.S` (T: the tag of S's server)", small, ("p0", small), None)
+    line("(p1) round robin, a tagged sid, in the nginx with sid_prefix", "same (T stripped)",
+         small, ("p1", small), ("p0", small))
+    line("(pt) socketio_sticky without sid_prefix (twin), a tagged sid",
+         "same (an unknown sid)", small, ("pt", small), ("p0", small))
+    line("(p) socketio_sticky sid_prefix, tagged hit", "same (T stripped, routed by T)", small,
+         ("p", small), ("p0", small))
+    line("(r0) round robin, no key (twin)", "`/health`", small, ("r0", small), None)
+    line("(r1) round robin, no key, in the nginx with sid_prefix", "`/health`", small,
+         ("r1", small), ("r0", small))
+    line("(q0) round robin, handshake (twin)", "`/socket.io/?EIO=4&transport=polling`", small,
+         ("q0", small), None)
+    line("(q1) round robin, handshake, in the nginx with sid_prefix", "same", small,
+         ("q1", small), ("q0", small))
+    line("(qt) socketio_sticky without sid_prefix (twin), handshake (learns)", "same", small,
+         ("qt", small), ("q0", small))
+    line("(q) socketio_sticky sid_prefix, handshake (learns, body rewritten to T.S)", "same",
+         small, ("q", small), ("q0", small))
     out.append("")
     pr = dict(prof or [])
     prof = [(lbl, r) for lbl, r in prof or [] if lbl in table_labels]
@@ -1224,6 +1534,32 @@ def report(args, b, rows, sizes, dens, prof, table_labels, elapsed):
     num, den = m.get(("n", small)), m.get(("n0", small))
     target("device-handshake/rr", "handshake with a device id that learns / round robin", num,
            den, HANDSHAKE_TARGET, more(num, den))
+    # sid_prefix: against round robin in its twin (the same nginx and requests, no sid_prefix).
+    # Round robin in the nginx with sid_prefix pays its PREACCESS handler too (p1, q1); (r1)
+    # against (r0) is what is left of the drift between the two processes.
+    num, den = m.get(("p", small)), m.get(("p0", small))
+    target("prefix/rr", "sid_prefix tagged hit / round robin (twin)", num, den, KEY_TARGET,
+           more(num, den))
+    for what, row, base in (
+            ("sid_prefix tagged hit / round robin in the nginx with sid_prefix", "p", "p1"),
+            ("round robin, tagged sid: nginx with sid_prefix / twin", "p1", "p0"),
+            ("round robin, no key: nginx with sid_prefix / twin (drift)", "r1", "r0")):
+        num, den = m.get((row, small)), m.get((base, small))
+        untargeted(what, num, den)
+    # The handshake: against round robin's handshake in the twin (q0) as well; against the
+    # main front's (d0), the row the handshake that learns is compared with, too.
+    num, den = m.get(("q", small)), m.get(("q0", small))
+    target("prefix-handshake/rr", "sid_prefix handshake, rewritten (learns) / round robin "
+           "(twin)", num, den, HANDSHAKE_TARGET, more(num, den))
+    num, den = m.get(("q", small)), d0
+    untargeted("sid_prefix handshake, rewritten / round robin (d0, the main nginx)", num, den)
+    for what, row, base in (
+            ("sid_prefix handshake, rewritten / round robin in the nginx with sid_prefix", "q",
+             "q1"),
+            ("sid_prefix handshake, rewritten / without sid_prefix (twin), learning alike", "q",
+             "qt")):
+        num, den = m.get((row, small)), m.get((base, small))
+        untargeted(what, num, den)
     target("balancer %d/%d sessions" % (big, small),
            "balancer Ir of a learned-sid hit, %s / %s sessions"
            % ("{:,}".format(big), "{:,}".format(small)),
@@ -1326,12 +1662,47 @@ def report_balancers(args, rows, prof, size):
          "rr-device-handshake", "rr", "rr-device-handshake"),
         ("socketio_sticky, handshake with a device id (learns)", ("n", size), ("n0", size),
          "sticky-device-handshake", "sticky", "rr-device-handshake"),
+        ("round robin, handshake", ("d0", size), ("d0", size), "rr-handshake", "rr",
+         "rr-handshake"),
+        ("round robin, `…&sid=T.S` (twin)", ("p0", size), ("p0", size), "trr-tagged", "rr",
+         "trr-tagged"),
+        ("round robin, `…&sid=T.S`, in the nginx with sid_prefix", ("p1", size), ("p0", size),
+         "prr-tagged", "rr", "trr-tagged"),
+        ("socketio_sticky without sid_prefix (twin), `…&sid=T.S`", ("pt", size), ("p0", size),
+         "tsprefix-tagged", "sticky", "trr-tagged"),
+        ("socketio_sticky sid_prefix, `…&sid=T.S`", ("p", size), ("p0", size), "sprefix-hit",
+         "sticky", "trr-tagged"),
+        ("round robin, handshake (twin)", ("q0", size), ("q0", size), "trr-handshake", "rr",
+         "trr-handshake"),
+        ("round robin, handshake, in the nginx with sid_prefix", ("q1", size), ("q0", size),
+         "prr-handshake", "rr", "trr-handshake"),
+        ("socketio_sticky without sid_prefix (twin), handshake (learns)", ("qt", size),
+         ("q0", size), "tsprefix-handshake", "sticky", "trr-handshake"),
+        ("socketio_sticky sid_prefix, handshake (rewritten, learns)", ("q", size),
+         ("q0", size), "sprefix-handshake", "sticky", "trr-handshake"),
     ]
     for what, key, base, label, kind, base_label in table:
         own, base_own = bal(label, kind), bal(base_label, "rr")
         out.append("| %s | %s | %s | %s | %s |" % (
             what, fmt_ir(m.get(key)), fmt_ratio(m.get(key), m.get(base)), fmt_ir(own),
             fmt_ratio(own, base_own)))
+    # sid_prefix: the module's parts per request (its PREACCESS handler runs outside the
+    # balancer, for every request of the nginx with sid_prefix).
+    prefix_labels = ("trr-tagged", "prr-tagged", "tsprefix-tagged", "sprefix-hit", "trr-nokey",
+                     "prr-nokey", "trr-handshake", "prr-handshake", "tsprefix-handshake",
+                     "sprefix-handshake")
+    out += ["", "sid_prefix, Ir per request of the module's parts (inclusive; `t*`: the twin "
+            "nginx, without sid_prefix; `prr-*`: round robin in the nginx with sid_prefix; "
+            "`sprefix-*`: socketio_sticky sid_prefix):", "",
+            "| row | balancer (init + get + free) | PREACCESS handler (strips the tag) | "
+            "module's own code (self) |", "| --- | ---: | ---: | ---: |"]
+    handler = {}
+    for label in prefix_labels:
+        fns, own = pr.get(label, ({}, None))
+        handler[label] = fns.get(HANDLER_FN, (None, None))[0] if label in pr else None
+        out.append("| `%s` | %s | %s | %s |" % (
+            label, fmt_ir(bal(label, "sticky" if "sprefix" in label else "rr")),
+            fmt_ir(handler[label]), fmt_ir(own)))
     out += ["", "Scaling with the number of servers (socketio_sticky, 1,000 learned sessions "
             "or device ids; balancer Ir as above):", "",
             "| servers | learned sid: Ir / request | balancer Ir | device_id: Ir / request | "
@@ -1364,6 +1735,7 @@ def report_balancers(args, rows, prof, size):
                          **{base: bal(base, "rr") for *_x, base in table},
                          "rr-browser": bal("rr-browser", "rr"),
                          "sticky-browser": bal("sticky-browser", "sticky")},
+            "prefix_handler": handler,
             "scale_balancer": {str(c): {"sid": bal("s%d-sid" % c, "sticky"),
                                         "device": bal("s%d-device" % c, "sticky")}
                                for c in args.scale}}, targets
@@ -1443,7 +1815,10 @@ def main():
                      "rr-browser", "sticky-browser",
                      "iphash-sid", "chash-sid", "rr-device", "sticky-device", "rr-route",
                      "sroute-route", "sboth-route", "rr-cookie", "scookie-cookie",
-                     "rr-device-handshake", "sticky-device-handshake"] + \
+                     "rr-device-handshake", "sticky-device-handshake", "rr-handshake",
+                     "trr-tagged", "prr-tagged", "tsprefix-tagged", "sprefix-hit",
+                     "trr-nokey", "prr-nokey", "trr-handshake", "prr-handshake",
+                     "tsprefix-handshake", "sprefix-handshake"] + \
                     ["s%d-%s" % (c, k) for c in args.scale for k in ("sid", "device")]:
                 res = b.annotate(label, args.requests)
                 if res:
@@ -1503,7 +1878,9 @@ def main():
             log("quick: %d sessions learned, %.0fs" % (b.learned, time.time() - t_start))
     except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure ends in the summary
         checks.check(False, "bench aborted: %s: %s" % (type(e).__name__, e))
-        for name in ("front-error.log", "backend-error.log", "valgrind.log", "front.out"):
+        for name in ["front-error.log", "backend-error.log", "valgrind.log", "front.out"] + \
+                ["%s-%s" % (f, n) for f in SIDE_FRONTS
+                 for n in ("front-error.log", "valgrind.log", "front.out")]:
             tail = log_tail(os.path.join(b.dir, name))
             if tail:
                 log("%s (last lines):\n%s" % (name, tail))

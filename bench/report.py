@@ -69,6 +69,27 @@ ROWS = {
            None, None),
     "m": ("(m) socketio_sticky, learned sid, a browser's request",
           "`…&t=T&sid=S`, browser headers", "m0", None, None),
+    # sid_prefix, in an nginx of its own, against round robin in its twin (the same nginx and
+    # requests, no sid_prefix); "prr-*": round robin in the nginx with sid_prefix.
+    "p0": ("(p0) round robin, a tagged sid (twin, no sid_prefix)", "`…&sid=T.S`", None,
+           "trr-tagged", None),
+    "p1": ("(p1) round robin, a tagged sid, in the nginx with sid_prefix", "`…&sid=T.S`", "p0",
+           "prr-tagged", "trr-tagged"),
+    "pt": ("(pt) socketio_sticky without sid_prefix (twin), a tagged sid", "`…&sid=T.S`", "p0",
+           "tsprefix-tagged", "trr-tagged"),
+    "p": ("(p) socketio_sticky sid_prefix, tagged hit", "`…&sid=T.S`", "p0", "sprefix-hit",
+          "trr-tagged"),
+    "r0": ("(r0) round robin, no key (twin)", "`/health`", None, None, None),
+    "r1": ("(r1) round robin, no key, in the nginx with sid_prefix", "`/health`", "r0", None,
+           None),
+    "q0": ("(q0) round robin, handshake (twin)", "`…?EIO=4&transport=polling`", None,
+           "trr-handshake", None),
+    "q1": ("(q1) round robin, handshake, in the nginx with sid_prefix",
+           "`…?EIO=4&transport=polling`", "q0", "prr-handshake", "trr-handshake"),
+    "qt": ("(qt) socketio_sticky without sid_prefix (twin), handshake (learns)",
+           "`…?EIO=4&transport=polling`", "q0", "tsprefix-handshake", "trr-handshake"),
+    "q": ("(q) socketio_sticky sid_prefix, handshake (learns, rewritten to T.S)",
+          "`…?EIO=4&transport=polling`", "q0", "sprefix-handshake", "trr-handshake"),
 }
 # Panel (a): short name, row id, balancer label.
 CHART_BALANCERS = [
@@ -85,6 +106,8 @@ KEY_TARGETS = [
     ("device_id hit", "h", KEY_TARGET), ("route label hit", "i", KEY_TARGET),
     ("route cookie hit", "j", KEY_TARGET), ("no key", "c", NOKEY_TARGET),
     ("handshake with a device id that learns", "n", HANDSHAKE_TARGET),
+    ("sid_prefix tagged hit", "p", KEY_TARGET),
+    ("sid_prefix handshake, rewritten (learns)", "q", HANDSHAKE_TARGET),
 ]
 
 
@@ -280,7 +303,8 @@ def section_instructions(rep, cg, ns):
     order += [(rid, small) for rid in ("c0", "c", "d0")]
     order += [("d", s) for s in cg.sessions]
     order += [(rid, small) for rid in ("n0", "n", "m0", "m", "f", "g", "h0", "h", "i0", "i",
-                                       "i2", "j0", "j")]
+                                       "i2", "j0", "j", "p0", "p1", "pt", "p", "r0", "r1",
+                                       "q0", "q1", "qt", "q")]
     lines = []
     for rid, size in order:
         total = cg.rows.get((rid, size)) if size is not None else cg.row(rid)
@@ -705,11 +729,15 @@ SAMPLES = {
                  "i@1000": 21300, "i2@1000": 22600, "j0@1000": 20100, "j@1000": 20450,
                  "n0@1000": 19900, "n@1000": 20700, "a@1000000": 21200, "b@1000000": 21500,
                  "e@1000000": 21800, "d@1000000": 20600, "m0@1000": 21900, "m@1000": 22300,
-                 "k@2": 21500, "l@2": 20800, "k@256": 22000, "l@256": 21000},
+                 "k@2": 21500, "l@2": 20800, "k@256": 22000, "l@256": 21000,
+                 "p0@1000": 21270, "p1@1000": 22690, "pt@1000": 22180, "p@1000": 21600,
+                 "r0@1000": 19160, "r1@1000": 19290, "q0@1000": 19820, "q1@1000": 20840,
+                 "qt@1000": 21320, "q@1000": 20600},
         "balancer": {"rr-sid-1000": 298, "iphash-sid": 312, "chash-sid": 1888,
                      "sticky-hit-1000": 970, "sticky-device": 1040, "sroute-route": 1519,
                      "sboth-route": 1530, "scookie-cookie": 1874, "sticky-nokey": 735,
-                     "rr-device-handshake": 300, "sticky-device-handshake": 1100},
+                     "rr-device-handshake": 300, "sticky-device-handshake": 1100,
+                     "trr-tagged": 305, "sprefix-hit": 1140},
         "balancer_by_sessions": {"1000000": {"rr": 300, "sticky": 1010}},
         "scale_balancer": {"2": {"sid": 960, "device": 1030},
                            "256": {"sid": 1100, "device": 1080}},
@@ -768,7 +796,11 @@ def self_test(plt):
                   "with a device id that learns / round robin, total Ir | 1.0402 | ≤ 1.05 | met",
                   "handshake that learns / round robin, total Ir, 1,000,000 sessions | 1.0457",
                   "route cookie hit / round robin, total Ir | 1.0174 | ≤ 1.02 | met",
-                  "no key / round robin, total Ir | 1.0079 | ≤ 1.01 | met"):
+                  "no key / round robin, total Ir | 1.0079 | ≤ 1.01 | met",
+                  "sid_prefix tagged hit / round robin, total Ir | 1.0155 | ≤ 1.02 | met",
+                  "sid_prefix handshake, rewritten (learns) / round robin, total Ir | 1.0394 "
+                  "| ≤ 1.05 | met",
+                  "(p) socketio_sticky sid_prefix, tagged hit"):
             assert s in md, "missing %r" % s
         assert "| missed |" not in md and NOT_MEASURED not in md, md
         assert os.path.getsize(full.out_png) > 10000

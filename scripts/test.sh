@@ -30,7 +30,7 @@ stage() {
     fi
 }
 
-need_debs "${BUILD_DEBS[@]}" curl python3 \
+need_debs "${BUILD_DEBS[@]}" curl python3 python3-venv \
     libtest-base-perl libipc-run-perl libtext-diff-perl libtest-longstring-perl \
     liblist-moreutils-perl libwww-perl
 
@@ -71,7 +71,7 @@ stage "t/ suite, nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" run_suite "$NGIN
 # Real Socket.IO 4 servers and clients through the module and through round robin (t/e2e).
 stage "e2e: socket.io 4 through nginx $("$NGINX_128" -v 2>&1 | sed 's|.*/||')" t/e2e/run
 # Two nginx nodes with one configuration behind a TCP round robin: route labels, route cookie.
-stage "e2e fleet: two nginx nodes, route= and cookie=" t/e2e/fleet
+stage "e2e fleet: nginx nodes, route=, cookie= and sid_prefix" t/e2e/fleet
 # Faults: a backend killed under load and restarted, reloads every second, a zone too small.
 stage "e2e faults (quick)" t/e2e/faults --quick
 # The status endpoint: a real Prometheus scrapes it during real Socket.IO sessions, headless

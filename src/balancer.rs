@@ -17,9 +17,11 @@ use ngx::http::{HttpModule, HttpModuleServerConf};
 use crate::conf::SrvConf;
 use crate::glue::{bytes, guard};
 use crate::logic::choose::{Before, Choice, Claims, Progress, Status};
+use crate::logic::cookie::CookieKey;
 use crate::logic::hash::{key_hash, log_tag};
 use crate::logic::least_conn;
 use crate::logic::params::Balance;
+use crate::logic::prefix;
 use crate::logic::route::{Line, Routes};
 use crate::logic::servers::{Placement, ServerLine};
 use crate::peer_data::PeerData;
@@ -71,6 +73,12 @@ unsafe fn init_upstream_inner(
         ngx::ngx_log_error!(NGX_LOG_EMERG, unsafe { (*cf).log }, "{}", msg);
         return NGX_ERROR as ngx_int_t;
     }
+    if let Some(key) = conf.sid_prefix {
+        // SAFETY: as above; `addrs` holds `naddrs` addresses of each line.
+        let tags = unsafe { server_tags(us, &key) };
+        crate::prefix_request::add_tags(&tags);
+        conf.set_tags(tags);
+    }
     match Placement::build(&lines) {
         Ok(p) => conf.placement = Some(p),
         Err(e) => {
@@ -79,6 +87,31 @@ unsafe fn init_upstream_inner(
         }
     }
     NGX_OK as ngx_int_t
+}
+
+/// The tag ids of the primary servers' addresses (as round robin makes its peers: the line's
+/// name and each address), for `sid_prefix`.
+///
+/// # Safety
+/// `us` must be an upstream whose servers are parsed.
+unsafe fn server_tags(us: *mut ngx_http_upstream_srv_conf_t, key: &CookieKey) -> Vec<u64> {
+    // SAFETY: guaranteed by the caller; names and addresses live in the configuration pool.
+    unsafe {
+        let servers: &[ngx_http_upstream_server_t] = match (*us).servers.as_ref() {
+            Some(a) => a.as_slice(),
+            None => &[],
+        };
+        let mut tags = Vec::new();
+        for s in servers.iter().filter(|s| s.backup() == 0) {
+            if s.addrs.is_null() {
+                continue;
+            }
+            for a in core::slice::from_raw_parts(s.addrs, s.naddrs) {
+                tags.push(key.peer_id(bytes(&s.name), bytes(&a.name)) & prefix::TAG_MASK);
+            }
+        }
+        tags
+    }
 }
 
 /// A `server` line as the ring and the route labels read it.
@@ -185,6 +218,10 @@ unsafe fn init_peer_inner(
         });
         ngx::ngx_log_debug!(log, "socketio_sticky: device_id key tag:{:08x}", log_tag(k));
     }
+    if conf.sid_prefix.is_some() {
+        // SAFETY: `r` is valid; the tag was stored by the PREACCESS handler.
+        claims.prefix = unsafe { crate::prefix_request::tag_of(r) };
+    }
     if let Some(sid) = keys.sid {
         claims.session = true;
         claims.route = conf.route_target(sid);
@@ -196,6 +233,8 @@ unsafe fn init_peer_inner(
                 log_tag(sid),
                 t
             );
+        } else if claims.prefix.is_some_and(|id| conf.knows_tag(id)) {
+            // A tag of one of the servers names the same server as the table would.
         } else if !conf.zone.is_null() {
             // SAFETY: nginx's cached time; the zone belongs to the running cycle.
             let now = unsafe { (*ngx_cached_time).sec } as u32;
@@ -230,6 +269,7 @@ unsafe fn init_peer_inner(
         ptr::addr_of_mut!((*pd).cookie_out).write(conf.cookie.is_some() && ptr::eq((*r).main, r));
         ptr::addr_of_mut!((*pd).learn).write(keys.handshake);
         ptr::addr_of_mut!((*pd).look).write(None);
+        ptr::addr_of_mut!((*pd).rewrite).write(None);
         let u = (*r).upstream;
         (*u).peer.data = pd.cast::<c_void>();
         if ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK as ngx_int_t {

@@ -86,6 +86,10 @@ pub struct SrvConf {
     pub cookie: Option<RouteCookie>,
     /// `strict`: no other server answers for a session whose server is out.
     pub strict: bool,
+    /// `sid_prefix`: the key of the servers' session id tags.
+    pub sid_prefix: Option<CookieKey>,
+    /// Built by `init_upstream`: the tag ids of the primary servers, sorted.
+    tags: Vec<u64>,
     /// `balance=`: placement of requests that no key decides.
     pub balance: Balance,
 
@@ -116,6 +120,8 @@ impl Default for SrvConf {
             labels: Vec::new(),
             cookie: None,
             strict: false,
+            sid_prefix: None,
+            tags: Vec::new(),
             balance: Balance::RoundRobin,
             placement: None,
             routes: Routes::default(),
@@ -145,6 +151,18 @@ impl SrvConf {
         }
     }
 
+    /// Sets the primary servers' tag ids.
+    pub fn set_tags(&mut self, mut tags: Vec<u64>) {
+        tags.sort_unstable();
+        self.tags = tags;
+    }
+
+    /// Whether a tag id names one of the primary servers as configured.
+    #[inline]
+    pub fn knows_tag(&self, id: u64) -> bool {
+        self.tags.binary_search(&id).is_ok()
+    }
+
     /// The route target of a session id's label (`route=`), if it names a primary server.
     #[inline]
     pub fn route_target(&self, sid: &[u8]) -> Option<u32> {
@@ -164,6 +182,7 @@ impl SrvConf {
         let spec = || {
             Some(IndexSpec {
                 record: &record,
+                tags: self.sid_prefix.as_ref(),
                 placement: self.placement.as_ref()?,
                 routes: self.route.as_ref().map(|_| &self.routes),
                 cookie: self.cookie.as_ref().map(|c| CookieSpec {

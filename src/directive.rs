@@ -92,6 +92,15 @@ unsafe fn socketio_sticky(cf: *mut ngx_conf_t, conf: &mut SrvConf) -> *mut c_cha
 
     // SAFETY: the upstream's name lives in the configuration pool.
     let upstream_name = unsafe { bytes(&uscf.host) };
+    // The tags of `sid_prefix` follow the route cookie's ids: the same key (`cookie_key=`, else
+    // the upstream's name), so every node with the same `server` lines agrees.
+    if parsed.sid_prefix {
+        crate::prefix_request::enable();
+    }
+    conf.sid_prefix = parsed.sid_prefix.then(|| {
+        let secret = parsed.cookie.as_ref().and_then(|c| c.key.as_deref());
+        CookieKey::derive(secret, upstream_name)
+    });
     conf.cookie = parsed.cookie.map(|c| RouteCookie {
         slot: slot_of(&mut cookie_names, &c.name, MAX_COOKIES),
         attributes: cookie::attributes(&c),

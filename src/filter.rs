@@ -12,6 +12,7 @@ use ngx::ffi::{
 
 use crate::glue::guard;
 use crate::peer_data;
+use crate::prefix_response::Out;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -98,12 +99,22 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 unsafe fn body_filter_inspect(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request with a connection.
     let log = unsafe { (*(*r).connection).log };
-    // SAFETY: `r` and `chain` are valid; a contained panic only skips learning.
-    guard(log, (), || unsafe {
-        if let Some(pd) = peer_data::of_request(r) {
-            crate::learn::body(r, pd, chain, log);
+    // SAFETY: `r` and `chain` are valid; a contained panic only skips learning (and the
+    // rewrite: the chain goes on as it came).
+    let out = guard(log, Out::Pass(chain), || unsafe {
+        match peer_data::of_request(r) {
+            Some(pd) if pd.rewrite.is_some() => crate::prefix_response::body(r, pd, chain, log),
+            Some(pd) => {
+                crate::learn::body(r, pd, chain, log);
+                Out::Pass(chain)
+            }
+            None => Out::Pass(chain),
         }
     });
-    // SAFETY: passing the response on, unchanged.
-    unsafe { next_body(r, chain) }
+    match out {
+        // SAFETY: passing the response on.
+        Out::Pass(c) => unsafe { next_body(r, c) },
+        // The bytes wait in the look for the rest of the head.
+        Out::Hold => NGX_OK as ngx_int_t,
+    }
 }

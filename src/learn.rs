@@ -15,6 +15,7 @@ use ngx::ffi::{
 use crate::conf::{KeySource, SrvConf};
 use crate::glue::{bytes, cycle_log, multi_header};
 use crate::logic::choose::Status;
+use crate::logic::handshake::Kind;
 use crate::logic::hash::log_tag;
 use crate::logic::sniff::{self, Look, Sniffed};
 use crate::logic::status::{COMPRESSED, NOT_200, TOO_LONG, UNRECOGNISED};
@@ -48,17 +49,29 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
         (pd.conf.as_ref(), pd.rrp.current)
     };
     // SAFETY: the primary list and the peer that answered are valid.
-    let identity = unsafe { conf.facts(pd.primary, peer) }.identity;
+    let facts = unsafe { conf.facts(pd.primary, peer) };
+    let identity = facts.identity;
 
+    // `sid_prefix`: the tag to put into an Engine.IO handshake body (Socket.IO 0.9 carries the
+    // id in later requests' paths, which are not rewritten).
+    let tag = match (conf.sid_prefix.is_some(), facts.tag, kind) {
+        (true, Some(tag), Kind::EngineIo) => Some(crate::logic::prefix::tag(tag)),
+        _ => None,
+    };
     let mut cookie_too_long = false;
     if conf.sid_cookies {
         // SAFETY: `r` is valid and its upstream's parsed response headers with it.
-        for value in unsafe { set_cookies(r) } {
+        'cookies: for value in unsafe { set_cookies(r) } {
             for source in &conf.sid {
                 if let KeySource::Cookie(name, _) = source {
                     if let Some(sid) = sniff::set_cookie(value, name.as_slice()) {
                         store(pd, conf, sid, identity, log);
-                        return;
+                        // The body still gets its tag (Engine.IO 3 sets `io` and sends the
+                        // open packet too).
+                        if tag.is_none() {
+                            return;
+                        }
+                        break 'cookies;
                     }
                     cookie_too_long |= sniff::set_cookie_too_long(value, name.as_slice());
                 }
@@ -91,6 +104,12 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
         look: None,
         cookie_too_long,
     });
+    // The body will carry the tagged id: its length and validators change.
+    if let Some(tag) = tag {
+        pd.rewrite = Some(tag);
+        // SAFETY: `r` is valid; its response headers are not sent yet.
+        unsafe { crate::prefix_response::body_changes(r) };
+    }
 }
 
 /// A part of the response body: the session id is read from the first buffer in place when
@@ -148,20 +167,32 @@ pub unsafe fn body(
             }
             (seen, _) => seen,
         };
-        match seen {
-            Sniffed::NeedMore => {}
-            Sniffed::Sid(sid) => {
-                pd.look = None;
-                // The configuration outlives the request (not borrowed from `pd`).
-                let conf = pd.conf.as_ref();
-                store(pd, conf, &sid, learning.peer, log);
-            }
-            Sniffed::NotFound => {
-                pd.look = None;
-                ngx::ngx_log_debug!(log, "socketio_sticky: no session id in handshake body");
-                let long = learning.cookie_too_long || sniff::too_long(learning.kind, looked);
-                skipped(pd.conf.as_ref(), if long { TOO_LONG } else { UNRECOGNISED });
-            }
+        settle(pd, learning, &seen, looked, log);
+    }
+}
+
+/// What a conclusive look means: the session id learned, or the reason it was not. The look
+/// ends either way.
+pub fn settle(
+    pd: &mut PeerData,
+    learning: Learning,
+    seen: &Sniffed,
+    looked: &[u8],
+    log: *mut ngx_log_t,
+) {
+    // SAFETY: the configuration outlives the request (not borrowed from `pd`).
+    let conf = unsafe { pd.conf.as_ref() };
+    match seen {
+        Sniffed::NeedMore => {}
+        Sniffed::Sid(sid) => {
+            pd.look = None;
+            store(pd, conf, sid, learning.peer, log);
+        }
+        Sniffed::NotFound => {
+            pd.look = None;
+            ngx::ngx_log_debug!(log, "socketio_sticky: no session id in handshake body");
+            let long = learning.cookie_too_long || sniff::too_long(learning.kind, looked);
+            skipped(conf, if long { TOO_LONG } else { UNRECOGNISED });
         }
     }
 }
@@ -231,13 +262,13 @@ unsafe fn set_cookies<'r>(r: *mut ngx_http_request_t) -> impl Iterator<Item = &'
     })
 }
 
-fn in_memory(b: &ngx_buf_t) -> bool {
+pub fn in_memory(b: &ngx_buf_t) -> bool {
     b.temporary() != 0 || b.memory() != 0 || b.mmap() != 0
 }
 
 /// # Safety
 /// `b` must be an in-memory buffer whose `pos..last` is readable.
-unsafe fn buf_bytes<'a>(b: &ngx_buf_t) -> &'a [u8] {
+pub unsafe fn buf_bytes<'a>(b: &ngx_buf_t) -> &'a [u8] {
     if b.pos.is_null() || b.last.is_null() || b.last < b.pos {
         return &[];
     }

@@ -28,6 +28,8 @@ mod learn;
 mod logic;
 mod peer_data;
 mod peers;
+mod prefix_request;
+mod prefix_response;
 mod request;
 mod route_cookie;
 mod state_mapping;
@@ -115,6 +117,10 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes the configuration being finished.
         unsafe {
             let rc = directive::check_upstreams(cf);
+            if rc != NGX_OK as ngx_int_t {
+                return rc;
+            }
+            let rc = prefix_request::init(cf);
             if rc != NGX_OK as ngx_int_t {
                 return rc;
             }

@@ -42,6 +42,8 @@ pub struct PeerData {
     pub learn: Option<Kind>,
     /// The look at the handshake body while it is in progress.
     pub look: Option<Learning>,
+    /// `sid_prefix`: the tag to put in front of the session id of the handshake body.
+    pub rewrite: Option<[u8; crate::logic::prefix::TAG_LEN]>,
 }
 
 /// A handshake body being looked at.

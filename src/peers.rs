@@ -37,6 +37,8 @@ pub struct Facts {
     pub identity: u64,
     /// Its route cookie id (`cookie=`).
     pub cookie: Option<u64>,
+    /// The id of its session id tag (`sid_prefix`).
+    pub tag: Option<u64>,
 }
 
 /// One peer of the indexed list.
@@ -63,6 +65,7 @@ pub struct PeerIndex {
     /// Sorted lookups: key, entry.
     by_identity: Vec<(u64, u32)>,
     by_cookie: Vec<(u64, u32)>,
+    by_tag: Vec<(u64, u32)>,
     /// With `route=`: route target, entry; stable, so a target's peers keep the list order.
     by_target: Vec<(u32, u32)>,
     /// By the peer's address in memory (for the responses).
@@ -74,6 +77,8 @@ pub struct IndexSpec<'a> {
     pub placement: &'a Placement,
     pub routes: Option<&'a Routes>,
     pub cookie: Option<CookieSpec<'a>>,
+    /// With `sid_prefix`: the key of the servers' tags.
+    pub tags: Option<&'a CookieKey>,
     /// The request counters of a server identity, if it can have some.
     pub record: &'a dyn Fn(u64) -> Option<&'static Record>,
 }
@@ -146,9 +151,16 @@ impl PeerIndex {
                 _ => Box::default(),
             };
             let identity = peer_identity(server, name);
+            let tag = spec
+                .tags
+                .map(|k| k.peer_id(server, name) & crate::logic::prefix::TAG_MASK);
             self.entries.push(Entry {
                 at: PeerAt { peer, index },
-                facts: Facts { identity, cookie },
+                facts: Facts {
+                    identity,
+                    cookie,
+                    tag,
+                },
                 set_cookie,
                 record: (spec.record)(identity).map_or(ptr::null(), ptr::from_ref),
             });
@@ -162,6 +174,10 @@ impl PeerIndex {
             .filter_map(|(e, i)| Some((e.facts.cookie?, i)))
             .collect();
         self.by_cookie.sort_unstable();
+        self.by_tag = entries()
+            .filter_map(|(e, i)| Some((e.facts.tag?, i)))
+            .collect();
+        self.by_tag.sort_unstable();
         self.by_pointer = entries().map(|(e, i)| (e.at.peer as usize, i)).collect();
         self.by_pointer.sort_unstable();
         self.by_target = match spec.routes {
@@ -248,6 +264,7 @@ pub unsafe fn facts_of(peer: *const ngx_http_upstream_rr_peer_t) -> Facts {
     Facts {
         identity: peer_identity(server, name),
         cookie: None,
+        tag: None,
     }
 }
 
@@ -290,6 +307,11 @@ impl Peers for ListView<'_> {
 
     fn of_cookie(&self, id: u64) -> Option<NginxPeer> {
         let e = self.index.find(&self.index.by_cookie, id)?;
+        Some(self.peer(e))
+    }
+
+    fn of_tag(&self, id: u64) -> Option<NginxPeer> {
+        let e = self.index.find(&self.index.by_tag, id)?;
         Some(self.peer(e))
     }
 

@@ -1,4 +1,5 @@
-//! `$socketio_sticky_key`, `$socketio_sticky_status` and `$socketio_sticky_evicted`.
+//! `$socketio_sticky_key`, `$socketio_sticky_status`, `$socketio_sticky_evicted` and
+//! `$socketio_sticky_prefix` (whose value `prefix_request` sets).
 
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_get_variable_pt, ngx_http_request_t,
@@ -14,6 +15,8 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid configuration.
     let log = unsafe { (*cf).log };
     guard(log, NGX_ERROR as ngx_int_t, || {
+        // A new configuration: `sid_prefix` state of the previous one goes.
+        crate::prefix_request::reset();
         let vars: [(&'static [u8], ngx_http_get_variable_pt); 3] = [
             (b"socketio_sticky_key", Some(key_variable)),
             (b"socketio_sticky_status", Some(status_variable)),
@@ -37,8 +40,32 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
                 None => return NGX_ERROR as ngx_int_t,
             }
         }
+        // `$socketio_sticky_prefix`: set by `prefix_request` (cacheable, so that the value it
+        // stores is the one read); not found otherwise.
+        let mut name = ngx_str_t {
+            len: crate::prefix_request::VARIABLE.len(),
+            data: crate::prefix_request::VARIABLE.as_ptr().cast_mut(),
+        };
+        // SAFETY: as above.
+        match unsafe { ngx_http_add_variable(cf, &mut name, 0).as_mut() } {
+            Some(v) => {
+                v.get_handler = Some(not_found_variable);
+                v.data = 0;
+            }
+            None => return NGX_ERROR as ngx_int_t,
+        }
         NGX_OK as ngx_int_t
     })
+}
+
+/// A variable that nothing set for the request.
+unsafe extern "C" fn not_found_variable(
+    _r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes the value slot to fill.
+    unsafe { set_value(v, None) }
 }
 
 unsafe fn set_value(v: *mut ngx_http_variable_value_t, value: Option<&[u8]>) -> ngx_int_t {

@@ -80,7 +80,7 @@ our $NginxVersion = do {
 # Sessions a table of the zone's size holds (4 KiB pages).
 our %Capacity = ('32k' => 714, '64k' => 1624);
 
-our @Routes = qw(learned device_id route cookie fallback rebound);
+our @Routes = qw(learned device_id route cookie fallback rebound prefix);
 our @Skips = qw(compressed unrecognised too_long not_200);
 
 # One server of an upstream in the JSON form: [X, SESSIONS, {ROUTE => N}, FLAGS] with the flags
@@ -613,7 +613,7 @@ my $requests = CORE::join '', map {
     my ($route, $n) = @$_;
     qq{socketio_sticky_requests_total{upstream="skip",server="$a",route="$route"} $n\n}
 } [learned => 2], [device_id => 0], [route => 0], [cookie => 0], [fallback => 10],
-  [rebound => 0];
+  [rebound => 0], [prefix => 0];
 <<"_EOP_";
 # HELP socketio_sticky_info Version of the socketio_sticky module and of the nginx it runs in (always 1).
 # TYPE socketio_sticky_info gauge

@@ -35,6 +35,8 @@ struct List {
     identity: Vec<Option<usize>>,
     /// Peer of each cookie id 0..8.
     cookie: Vec<Option<usize>>,
+    /// Peer of each tag id 0..8 (`sid_prefix`).
+    tag: Vec<Option<usize>>,
     /// Peer of each ring member.
     member: Vec<Option<usize>>,
 }
@@ -59,6 +61,10 @@ impl Peers for List {
     }
     fn of_cookie(&self, id: u64) -> Option<P> {
         let i = (*self.cookie.get(usize::try_from(id).ok()?)?)?;
+        Some(self.get(i))
+    }
+    fn of_tag(&self, id: u64) -> Option<P> {
+        let i = (*self.tag.get(usize::try_from(id).ok()?)?)?;
         Some(self.get(i))
     }
     fn of_member(&self, member: usize) -> Option<P> {
@@ -93,6 +99,13 @@ fn reference(list: &List, c: &Claims, strict: bool, ring: Option<&Ring>) -> Choi
         match list.of_route(t).find(usable_bound) {
             Some(p) => return Choice::Take(p, Status::Route),
             None => session_out = true,
+        }
+    }
+    if let Some(id) = c.prefix {
+        match list.of_tag(id) {
+            Some(p) if usable_bound(&p) => return Choice::Take(p, Status::Prefix),
+            Some(_) => session_out = true,
+            None => {}
         }
     }
     if let Some(id) = c.learned {
@@ -172,6 +185,9 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     let cookie = (0..8)
         .map(|_| some_peer(u))
         .collect::<arbitrary::Result<_>>()?;
+    let tag = (0..8)
+        .map(|_| some_peer(u))
+        .collect::<arbitrary::Result<_>>()?;
     let members = 1 + usize::from(u.arbitrary::<u8>()? % 6);
     let member = (0..members)
         .map(|_| some_peer(u))
@@ -181,6 +197,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         target,
         identity,
         cookie,
+        tag,
         member,
     };
     let ring = (u.arbitrary::<u8>()? % 8 != 0).then(|| &rings()[members - 1]);
@@ -190,6 +207,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
     };
     let claims = Claims {
         route: opt(u, 6)?.map(u32::from),
+        prefix: opt(u, 10)?.map(u64::from),
         learned: opt(u, 10)?.map(u64::from),
         cookie: opt(u, 10)?.map(u64::from),
         session: u.arbitrary()?,
@@ -241,6 +259,10 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 assert!(usable_bound(&p));
                 assert_eq!(Some(list.target[p.at]), claims.route);
             }
+            Status::Prefix => {
+                assert!(usable_bound(&p));
+                assert_eq!(claims.prefix.and_then(|id| list.of_tag(id)), Some(p));
+            }
             Status::Learned => {
                 assert!(usable_bound(&p));
                 assert_eq!(claims.learned.and_then(|id| list.of_identity(id)), Some(p));
@@ -265,7 +287,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
                 "retry {call} with status {status:?}"
             );
         }
-        bound |= matches!(status, Status::Route | Status::Learned)
+        bound |= matches!(status, Status::Route | Status::Prefix | Status::Learned)
             || (status == Status::Cookie && claims.session);
         // nginx marks the peer tried; a retry follows an error, which may also fail it.
         let fail = u.arbitrary::<bool>().unwrap_or(false);

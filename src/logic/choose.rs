@@ -34,6 +34,8 @@ pub const MAX_WALK_SLOTS: usize = 1024;
 pub enum Status {
     /// The route label in the session id (`route=`).
     Route,
+    /// The server's tag that nginx put in front of the session id (`sid_prefix`).
+    Prefix,
     /// The server that minted the request's session id, learned from its handshake.
     Learned,
     /// The route cookie (`cookie=`).
@@ -63,6 +65,7 @@ impl Status {
             Status::Fallback => Some(4),
             Status::Rebound => Some(5),
             Status::Strict => Some(6),
+            Status::Prefix => Some(super::status::PREFIX),
             Status::New => None,
         }
     }
@@ -71,6 +74,7 @@ impl Status {
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
             Status::Route => b"route",
+            Status::Prefix => b"prefix",
             Status::Learned => b"learned",
             Status::Cookie => b"cookie",
             Status::DeviceId => b"device_id",
@@ -118,6 +122,8 @@ pub trait Peers {
     fn of_route(&self, target: u32) -> impl Iterator<Item = Self::Peer>;
     /// The peer whose identity a learned session stores.
     fn of_identity(&self, identity: u64) -> Option<Self::Peer>;
+    /// The peer a session id's tag names (`sid_prefix`: the tag's id).
+    fn of_tag(&self, id: u64) -> Option<Self::Peer>;
     /// The peer a route cookie id names.
     fn of_cookie(&self, id: u64) -> Option<Self::Peer>;
     /// The peer of a ring member (none while the member has no address).
@@ -129,6 +135,8 @@ pub trait Peers {
 pub struct Claims {
     /// The route target of the session id's label.
     pub route: Option<u32>,
+    /// The id of the server tag in front of the session id (`sid_prefix`).
+    pub prefix: Option<u64>,
     /// The identity of the server that minted the session id (a learned session).
     pub learned: Option<u64>,
     /// The peer id of a valid route cookie.
@@ -188,7 +196,10 @@ impl Progress {
             return Before::Refuse;
         }
         let steps = self.calls == 1
-            && (claims.route.is_some() || claims.learned.is_some() || claims.cookie.is_some());
+            && (claims.route.is_some()
+                || claims.prefix.is_some()
+                || claims.learned.is_some()
+                || claims.cookie.is_some());
         if steps || self.ring_left(claims, rules).is_some() {
             Before::Look
         } else {
@@ -227,6 +238,17 @@ impl Progress {
                         return Choice::Take(p, status(Status::Route, rebound));
                     }
                     None => session_out = true,
+                }
+            }
+            if let Some(id) = claims.prefix {
+                match peers.of_tag(id) {
+                    Some(p) if usable_bound(&p) => {
+                        self.bound = true;
+                        return Choice::Take(p, status(Status::Prefix, rebound));
+                    }
+                    Some(_) => session_out = true,
+                    // No server of this upstream has that tag: as if there were none.
+                    None => {}
                 }
             }
             if let Some(identity) = claims.learned {
@@ -390,6 +412,10 @@ mod tests {
             let i = usize::try_from(id.checked_sub(200)?).ok()?;
             self.peers.get(i).map(Cell::get)
         }
+        fn of_tag(&self, id: u64) -> Option<P> {
+            let i = usize::try_from(id.checked_sub(300)?).ok()?;
+            self.peers.get(i).map(Cell::get)
+        }
         fn of_member(&self, member: usize) -> Option<P> {
             if self.missing.contains(&member) {
                 return None;
@@ -459,6 +485,7 @@ mod tests {
     fn status_names() {
         let all = [
             (Status::Route, "route"),
+            (Status::Prefix, "prefix"),
             (Status::Learned, "learned"),
             (Status::Cookie, "cookie"),
             (Status::DeviceId, "device_id"),
@@ -476,6 +503,7 @@ mod tests {
             }
         }
         assert_eq!(Status::Strict.counter(), Some(super::super::status::STRICT));
+        assert_eq!(Status::Prefix.counter(), Some(super::super::status::PREFIX));
     }
 
     #[test]
@@ -516,6 +544,50 @@ mod tests {
             ..c
         };
         assert_eq!(at(first(&list, c, false, None)), (3, Status::Route));
+    }
+
+    #[test]
+    fn row_prefix_after_route_before_learned() {
+        let list = List::new(4);
+        let c = Claims {
+            prefix: Some(302),
+            learned: Some(103),
+            session: true,
+            ..Claims::default()
+        };
+        assert_eq!(at(first(&list, c, false, None)), (2, Status::Prefix));
+        let c = Claims {
+            route: Some(1),
+            ..c
+        };
+        assert_eq!(at(first(&list, c, false, None)), (1, Status::Route));
+        // A tag no server has counts as no tag: the next step decides, no substitute.
+        let c = Claims {
+            route: None,
+            prefix: Some(399),
+            ..c
+        };
+        assert_eq!(at(first(&list, c, false, None)), (3, Status::Learned));
+        // Its server out: a substitute, or strict's refusal; draining keeps it.
+        type Case = (fn(&mut P), bool, Choice<P>);
+        let cases: [Case; 3] = [
+            (|p| p.down = true, false, Choice::Balance),
+            (|p| p.full = true, true, Choice::Refuse),
+            (|p| p.draining = true, true, Choice::Balance),
+        ];
+        for (out, strict, want) in cases {
+            let list = List::new(4);
+            list.set(2, out);
+            let c = Claims {
+                prefix: Some(302),
+                session: true,
+                ..Claims::default()
+            };
+            match first(&list, c, strict, None) {
+                Choice::Take(p, s) => assert_eq!((p.at, s), (2, Status::Prefix)),
+                other => assert_eq!(other, want),
+            }
+        }
     }
 
     #[test]
@@ -596,6 +668,7 @@ mod tests {
         let (h, _) = device_of(&r, 3);
         let all = Claims {
             route: Some(0),
+            prefix: None,
             learned: Some(101),
             cookie: Some(202),
             session: true,

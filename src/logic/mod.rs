@@ -5,6 +5,7 @@
 //!   percent-decoding.
 //! - `handshake`: which requests are Socket.IO handshakes.
 //! - `sniff`: the session id in a handshake response (body forms, `Set-Cookie`).
+//! - `prefix`: tagged session ids (`sid_prefix`): tags, query strings, handshake bodies.
 //! - `choose`: the precedence list that picks a request's server.
 //! - `least_conn`: the `balance=least_conn` rule.
 //! - `ring`: the weighted consistent-hash table of device ids.
@@ -26,6 +27,7 @@ pub mod handshake;
 pub mod hash;
 pub mod least_conn;
 pub mod params;
+pub mod prefix;
 pub mod ring;
 pub mod route;
 pub mod servers;

@@ -62,6 +62,9 @@ pub struct Params {
     /// `state=PATH`: the session table lives in this file, which outlives the master process
     /// (binary upgrade, restart).
     pub state: Option<Vec<u8>>,
+    /// `sid_prefix`: nginx puts the tag of the server that minted a session id in front of
+    /// it, and routes and strips the tag on the way in.
+    pub sid_prefix: bool,
 }
 
 /// `balance=round_robin|least_conn`.
@@ -149,6 +152,7 @@ impl Default for Params {
             strict: false,
             balance: Balance::RoundRobin,
             state: None,
+            sid_prefix: false,
         }
     }
 }
@@ -245,6 +249,7 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
     let mut seen_strict = false;
     let mut seen_balance = false;
     let mut seen_state = false;
+    let mut seen_prefix = false;
     let mut cookie = CookieParts::default();
 
     for &arg in args {
@@ -280,6 +285,10 @@ pub fn parse(args: &[&[u8]]) -> Result<Params, ParamError> {
             (b"strict", None) => {
                 mark(&mut seen_strict, "strict")?;
                 params.strict = true;
+            }
+            (b"sid_prefix", None) => {
+                mark(&mut seen_prefix, "sid_prefix")?;
+                params.sid_prefix = true;
             }
             (b"balance", Some(v)) => {
                 mark(&mut seen_balance, "balance")?;
@@ -886,6 +895,21 @@ mod tests {
             Err(ParamError::Duplicate("route".into()))
         );
         assert_eq!(p(&[]).unwrap().route, None);
+    }
+
+    #[test]
+    fn sid_prefix_is_a_flag() {
+        assert!(!p(&[]).unwrap().sid_prefix);
+        assert!(p(&["sid_prefix"]).unwrap().sid_prefix);
+        let err = |a: &[&str]| p(a).unwrap_err().to_string();
+        assert_eq!(
+            err(&["sid_prefix=on"]),
+            "has unknown parameter \"sid_prefix=on\""
+        );
+        assert_eq!(
+            err(&["sid_prefix", "sid_prefix"]),
+            "has parameter \"sid_prefix\" twice"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const ROUTES: [&str; 8] = [
 /// Index of `strict` in [`ROUTES`].
 pub const STRICT: usize = 6;
 
-/// Index of `prefix` in [`ROUTES`] (not shown yet: see `server_route`).
+/// Index of `prefix` in [`ROUTES`].
 pub const PREFIX: usize = 7;
 
 /// Why a handshake's session id was not learned, in the order of the upstream record's first
@@ -255,10 +255,9 @@ pub fn render(s: &Snapshot, f: Format) -> String {
 }
 
 /// Whether route `i` of [`ROUTES`] is shown per server: all but `strict` (counted per
-/// upstream) and `prefix` (its counter is kept for the session id prefix, which no version
-/// of the module sets yet).
+/// upstream).
 fn server_route(i: usize) -> bool {
-    i != STRICT && i != PREFIX
+    i != STRICT
 }
 
 /// The snapshot as compact JSON on one line (ending with a newline). The HTML page's script
@@ -725,7 +724,7 @@ h2{margin:0 0 4px;font-size:16px;overflow-wrap:anywhere}
 /// with the elements `html` writes (text and attributes only, never markup from data).
 const PAGE_SCRIPT: &str = r#""use strict";
 (() => {
-  const ROUTES = ["learned", "device_id", "route", "cookie", "fallback", "rebound"];
+  const ROUTES = ["learned", "device_id", "route", "cookie", "fallback", "rebound", "prefix"];
   const updated = document.getElementById("updated");
 
   // An element with attributes and children (strings become text nodes).
@@ -994,10 +993,10 @@ mod tests {
         r#""unrecognised":2,"too_long":3,"not_200":4},"refused_strict":6,"servers":["#,
         r#"{"name":"backend1:3000","address":"10.0.0.5:3000","backup":false,"state":"up","#,
         r#""sessions":2,"requests":{"learned":5,"device_id":1,"route":0,"cookie":0,"#,
-        r#""fallback":3,"rebound":0}},"#,
+        r#""fallback":3,"rebound":0,"prefix":0}},"#,
         r#"{"name":"10.0.0.6:3000","address":"10.0.0.6:3000","backup":true,"state":"down","#,
         r#""sessions":1,"requests":{"learned":0,"device_id":0,"route":7,"cookie":0,"#,
-        r#""fallback":0,"rebound":1}}]}]}"#,
+        r#""fallback":0,"rebound":1,"prefix":2}}]}]}"#,
         "\n"
     );
 
@@ -1086,6 +1085,8 @@ mod tests {
         "route=\"fallback\"} 3\n",
         "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.5:3000\",",
         "route=\"rebound\"} 0\n",
+        "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.5:3000\",",
+        "route=\"prefix\"} 0\n",
         "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.6:3000\",",
         "route=\"learned\"} 0\n",
         "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.6:3000\",",
@@ -1098,6 +1099,8 @@ mod tests {
         "route=\"fallback\"} 0\n",
         "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.6:3000\",",
         "route=\"rebound\"} 1\n",
+        "socketio_sticky_requests_total{upstream=\"app\",server=\"10.0.0.6:3000\",",
+        "route=\"prefix\"} 2\n",
         "socketio_sticky_requests_total{upstream=\"app\",server=\"\",route=\"strict\"} 6\n",
         "# HELP socketio_sticky_learned_total Session ids learned from handshake responses ",
         "(new, or learned again for another server).\n",
@@ -1247,7 +1250,7 @@ mod tests {
         for (r, route) in ROUTES.iter().enumerate() {
             assert_eq!(
                 out.contains(&format!("<th>{route}</th>")),
-                r != STRICT && r != PREFIX,
+                r != STRICT,
                 "{route}"
             );
         }

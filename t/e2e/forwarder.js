@@ -2,11 +2,18 @@
 // t/e2e/fleet.
 //
 //   node forwarder.js LISTEN_PORT TARGET_PORT1,TARGET_PORT2,... [STATS_FILE]
+//   node forwarder.js LISTEN_PORT @TARGETS_FILE [STATS_FILE]
 //
 // Listens on 127.0.0.1:LISTEN_PORT; every new client connection goes to the next target
 // (127.0.0.1:TARGET_PORT) in turn, and bytes are piped both ways, half-closes included. It
 // knows nothing of HTTP: a client that sends several requests on one connection stays on one
 // target.
+//
+// With @TARGETS_FILE the ports are read from that file (the same comma-separated list), and
+// read again on SIGHUP: new connections then go round the new list (a node taken in or out of
+// the rotation, as an operator does with LVS), while open ones stay where they are. "targets"
+// in the counters lists every port ever in the rotation, in order of appearance, and "active"
+// the current rotation.
 //
 // The counters (connections per target, failed connects, resets) are written as JSON to
 // STATS_FILE when it starts, on SIGUSR2 and when it stops (SIGTERM, SIGINT). Each write has a
@@ -16,22 +23,31 @@
 const fs = require("fs");
 const net = require("net");
 
-const [listenPort, targetList, statsFile] = process.argv.slice(2);
-if (!listenPort || !targetList) {
-  console.error("usage: node forwarder.js LISTEN_PORT TARGET_PORT1,TARGET_PORT2,... [STATS_FILE]");
+const [listenPort, targetArg, statsFile] = process.argv.slice(2);
+if (!listenPort || !targetArg) {
+  console.error("usage: node forwarder.js LISTEN_PORT TARGET_PORT1,TARGET_PORT2,...|@FILE [STATS_FILE]");
   process.exit(2);
 }
-const targets = targetList.split(",").map(Number);
-if (targets.some((p) => !Number.isInteger(p) || p <= 0 || p > 65535)) {
-  console.error(`forwarder: bad target ports "${targetList}"`);
-  process.exit(2);
+const targetsFile = targetArg.startsWith("@") ? targetArg.slice(1) : null;
+// The rotation: from the argument, or from the file (null when the file's list is bad).
+function readTargets() {
+  const list = (targetsFile ? fs.readFileSync(targetsFile, "utf8") : targetArg).trim();
+  const ports = list.split(",").map(Number);
+  if (ports.some((p) => !Number.isInteger(p) || p <= 0 || p > 65535)) {
+    console.error(`forwarder: bad target ports "${list}"`);
+    return null;
+  }
+  return ports;
 }
+const targets = readTargets();
+if (!targets) process.exit(2);
 
 const stats = {
   pid: process.pid,
   seq: 0,
   listen: Number(listenPort),
-  targets,
+  targets: [...targets], // every port ever in the rotation
+  active: targets, // the rotation now
   connections: targets.map(() => 0), // client connections handed to each target
   open: 0, // client connections not closed yet
   connectErrors: targets.map(() => 0), // connects to a target that failed
@@ -57,11 +73,12 @@ const countError = (err) => {
 };
 
 const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
-  const i = next;
-  next = (next + 1) % targets.length;
+  const port = stats.active[next % stats.active.length];
+  next = (next + 1) % stats.active.length;
+  const i = stats.targets.indexOf(port);
   stats.connections[i]++;
   stats.open++;
-  const upstream = net.connect({ host: "127.0.0.1", port: targets[i], allowHalfOpen: true, noDelay: true });
+  const upstream = net.connect({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true });
   let connected = false;
   upstream.once("connect", () => (connected = true));
 
@@ -107,6 +124,27 @@ server.listen(Number(listenPort), "127.0.0.1", () => {
 });
 
 process.on("SIGUSR2", dump);
+// A new rotation from the targets file (ignored without one, or when the file is bad).
+process.on("SIGHUP", () => {
+  if (!targetsFile) return;
+  let ports;
+  try {
+    ports = readTargets();
+  } catch (e) {
+    console.error(`forwarder: ${e.message}`);
+  }
+  if (!ports) return;
+  for (const p of ports) {
+    if (stats.targets.includes(p)) continue;
+    stats.targets.push(p);
+    stats.connections.push(0);
+    stats.connectErrors.push(0);
+  }
+  stats.active = ports;
+  next = 0;
+  console.log(`forwarder: rotation now ${ports.map((p) => `127.0.0.1:${p}`).join(", ")}`);
+  dump();
+});
 const stop = () => {
   dump();
   process.exit(0);

@@ -25,7 +25,7 @@ const path = require("path");
 const { spawn } = require("child_process");
 const { runSession, runMany, getJson } = require("./client.js");
 
-const ROUTES = ["learned", "device_id", "route", "cookie", "fallback", "rebound"];
+const ROUTES = ["learned", "device_id", "route", "cookie", "fallback", "rebound", "prefix"];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 let stageT = t0;

@@ -1,0 +1,313 @@
+//! `sid_prefix` on the way out: the handshake body the client reads carries `TAG.SID`. The
+//! first bytes of the body (at most `sniff::LOOK_MAX`) are collected in the look, as learning
+//! does; while they do not show the whole session id yet, the buffers that brought them are
+//! held back (consumed, so that the upstream reuses them, and kept in the look). Once the look
+//! is conclusive, one new buffer with the head (rewritten by `logic::prefix`, or as it was)
+//! goes out before the rest of the body. `Content-Length` is dropped at the header: nginx then
+//! sends the body chunked to HTTP/1.1 clients and closes the connection after it for HTTP/1.0.
+
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+use std::borrow::Cow;
+
+use ngx::ffi::{
+    ngx_alloc_chain_link, ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_log_t, ngx_palloc,
+    ngx_pcalloc, ngx_pnalloc,
+};
+
+use crate::learn::{buf_bytes, in_memory, settle};
+use crate::logic::prefix;
+use crate::logic::sniff::{Look, Sniffed};
+use crate::peer_data::{Learning, PeerData};
+
+/// What the body filter passes on.
+pub enum Out {
+    /// This chain (the input, or the input behind a new head).
+    Pass(*mut ngx_chain_t),
+    /// Nothing yet: the bytes are held in the look.
+    Hold,
+}
+
+/// The response's body will be another one: its `Content-Length` (the rewritten body is
+/// longer), `ETag`, `Last-Modified` and `Accept-Ranges` go, as nginx's own body-changing
+/// filters drop them.
+///
+/// # Safety
+/// `r` must be a valid request whose response header is not sent yet.
+pub unsafe fn body_changes(r: *mut ngx_http_request_t) {
+    // SAFETY: as above (nginx's `ngx_http_clear_content_length`, `_etag`,
+    // `_last_modified`, `_accept_ranges`).
+    unsafe {
+        let h = &mut (*r).headers_out;
+        h.content_length_n = -1;
+        h.last_modified_time = -1;
+        for header in [
+            &mut h.content_length,
+            &mut h.etag,
+            &mut h.last_modified,
+            &mut h.accept_ranges,
+        ] {
+            if let Some(e) = header.as_mut() {
+                e.hash = 0;
+            }
+            *header = ptr::null_mut();
+        }
+        (*r).set_allow_ranges(0);
+    }
+}
+
+/// A part of the handshake body of a request with `pd.rewrite`.
+///
+/// # Safety
+/// `r` must be the request whose output `chain` is, `pd` its context with a look in progress.
+pub unsafe fn body(
+    r: *mut ngx_http_request_t,
+    pd: &mut PeerData,
+    chain: *mut ngx_chain_t,
+    log: *mut ngx_log_t,
+) -> Out {
+    let (Some(learning), Some(tag)) = (pd.look, pd.rewrite) else {
+        return Out::Pass(chain);
+    };
+    // SAFETY: the chain's links and buffers are valid; the look lives in the request pool.
+    unsafe {
+        // The usual case: the first buffer holds the whole head; it is read and cut in place.
+        if learning.look.is_none() {
+            if let Some(out) = in_place(r, pd, learning, &tag, chain, log) {
+                return out;
+            }
+        }
+        let Some(mut look) = learning.look.or_else(|| new_look(r, learning)) else {
+            pd.look = None;
+            pd.rewrite = None;
+            return Out::Pass(chain);
+        };
+        pd.look = Some(Learning {
+            look: Some(look),
+            ..learning
+        });
+        let look = look.as_mut();
+        let held = look.seen().len();
+        let (ended, flags) = feed(look, chain);
+        let seen = look.sniff(ended);
+        if matches!(seen, Sniffed::NeedMore) {
+            // Every byte of the chain is in the look now.
+            consume(chain, usize::MAX);
+            return Out::Hold;
+        }
+        let head = match &seen {
+            Sniffed::Sid(_) => prefix::tag_head(learning.kind, look.seen(), &tag),
+            _ => None,
+        };
+        settle(pd, learning, &seen, look.seen(), log);
+        pd.rewrite = None;
+        let fed = look.seen().len() - held;
+        let bytes: Vec<u8> = match head {
+            Some(h) => {
+                let mut v = h.bytes;
+                v.extend_from_slice(look.seen().get(h.replaced..).unwrap_or_default());
+                v
+            }
+            // Nothing held and nothing to change: the chain goes on as it came.
+            None if held == 0 => return Out::Pass(chain),
+            None => look.seen().to_vec(),
+        };
+        let rest = consume(chain, fed);
+        match prepend(r, &bytes, rest, flags) {
+            Some(out) => Out::Pass(out),
+            // No memory for the head: what is left goes on (nginx fails the request later).
+            None => Out::Pass(rest),
+        }
+    }
+}
+
+/// The head when the chain's first buffer holds it whole (nothing held before): sniffed in
+/// place, and the client gets the rewritten head in a new buffer, then that buffer from where
+/// the rewrite stopped. `None` when the first buffer does not settle the look.
+///
+/// # Safety
+/// As for [`body`], with no bytes held yet.
+unsafe fn in_place(
+    r: *mut ngx_http_request_t,
+    pd: &mut PeerData,
+    learning: Learning,
+    tag: &[u8; prefix::TAG_LEN],
+    chain: *mut ngx_chain_t,
+    log: *mut ngx_log_t,
+) -> Option<Out> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let link = chain.as_ref()?;
+        let b = link.buf.as_mut()?;
+        if !in_memory(b) {
+            return None;
+        }
+        let data = buf_bytes(b);
+        let last = b.last_buf() != 0 || b.last_in_chain() != 0;
+        let seen = crate::logic::sniff::sniff(learning.kind, data, last);
+        if matches!(seen, Sniffed::NeedMore) {
+            return None;
+        }
+        let head = match &seen {
+            // Read in place: where it sits is known, no second look for it.
+            Sniffed::Sid(Cow::Borrowed(sid)) => {
+                let at = (sid.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                prefix::insert_tag(learning.kind, data, at, sid.len(), tag)
+            }
+            Sniffed::Sid(_) => prefix::tag_head(learning.kind, data, tag),
+            _ => None,
+        };
+        settle(pd, learning, &seen, data, log);
+        pd.rewrite = None;
+        let Some(h) = head else {
+            return Some(Out::Pass(chain));
+        };
+        let n = h.replaced.min(data.len());
+        b.pos = b.pos.add(n);
+        // The buffer ends with the head: its end flags go to the new one.
+        let rest = if keeps_something(b) || !link.next.is_null() {
+            chain
+        } else {
+            link.next
+        };
+        let flags = Flags {
+            last_buf: b.last_buf() != 0,
+            last_in_chain: b.last_in_chain() != 0,
+            flush: b.flush() != 0,
+        };
+        Some(match prepend(r, &h.bytes, rest, flags) {
+            Some(out) => Out::Pass(out),
+            None => Out::Pass(chain),
+        })
+    }
+}
+
+/// A new look in the request pool.
+///
+/// # Safety
+/// `r` must be a valid request.
+unsafe fn new_look(r: *mut ngx_http_request_t, learning: Learning) -> Option<NonNull<Look>> {
+    // SAFETY: the pool allocation is sized and aligned for a `Look` and written at once.
+    unsafe {
+        let look = NonNull::new(ngx_palloc((*r).pool, size_of::<Look>()).cast::<Look>())?;
+        look.write(Look::new(learning.kind));
+        Some(look)
+    }
+}
+
+/// The flags the end of a chain carries.
+#[derive(Clone, Copy, Default)]
+struct Flags {
+    last_buf: bool,
+    last_in_chain: bool,
+    flush: bool,
+}
+
+/// Feeds the chain's in-memory bytes to the look; whether the body ended (or went to disk),
+/// and the chain's end flags.
+///
+/// # Safety
+/// `chain` must be a valid chain.
+unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> (bool, Flags) {
+    let mut ended = false;
+    let mut flags = Flags::default();
+    let mut cl = chain;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        while let Some(link) = cl.as_ref() {
+            if let Some(b) = link.buf.as_ref() {
+                if in_memory(b) {
+                    look.feed(buf_bytes(b));
+                } else if b.in_file() != 0 && b.file_last > b.file_pos {
+                    ended = true;
+                }
+                flags.last_buf |= b.last_buf() != 0;
+                flags.last_in_chain |= b.last_in_chain() != 0;
+                flags.flush |= b.flush() != 0;
+                ended |= b.last_buf() != 0 || b.last_in_chain() != 0;
+            }
+            cl = link.next;
+        }
+    }
+    (ended, flags)
+}
+
+/// Consumes the first `n` in-memory bytes of the chain (its buffers' `pos` move on) and
+/// returns the links that still carry something: bytes, a file part, or a special buffer.
+///
+/// # Safety
+/// `chain` must be a valid chain.
+unsafe fn consume(chain: *mut ngx_chain_t, mut n: usize) -> *mut ngx_chain_t {
+    let mut first: *mut ngx_chain_t = ptr::null_mut();
+    let mut tail: *mut *mut ngx_chain_t = &mut first;
+    let mut cl = chain;
+    // SAFETY: guaranteed by the caller; `pos` moves within `pos..=last`.
+    unsafe {
+        while let Some(link) = cl.as_mut() {
+            let next = link.next;
+            if let Some(b) = link.buf.as_mut() {
+                if in_memory(b) {
+                    let len = buf_bytes(b).len();
+                    let take = n.min(len);
+                    b.pos = b.pos.add(take);
+                    if b.in_file() != 0 {
+                        b.file_pos += take as i64;
+                    }
+                    n -= take;
+                }
+                if keeps_something(b) {
+                    link.next = ptr::null_mut();
+                    *tail = link;
+                    tail = &mut link.next;
+                }
+            }
+            cl = next;
+        }
+    }
+    first
+}
+
+/// Whether a buffer still has something to send.
+fn keeps_something(b: &ngx_buf_t) -> bool {
+    let memory = in_memory(b) && b.last > b.pos;
+    let file = b.in_file() != 0 && b.file_last > b.file_pos && !in_memory(b);
+    let special = !in_memory(b) && b.in_file() == 0;
+    memory || file || special
+}
+
+/// A chain of a new buffer holding `bytes`, then `rest`; the new buffer ends the body when
+/// nothing follows it (it takes over the end flags of the consumed buffers).
+///
+/// # Safety
+/// `r` must be a valid request; `rest` a valid chain.
+unsafe fn prepend(
+    r: *mut ngx_http_request_t,
+    bytes: &[u8],
+    rest: *mut ngx_chain_t,
+    flags: Flags,
+) -> Option<*mut ngx_chain_t> {
+    // SAFETY: buffers, links and data in the request pool, written before use.
+    unsafe {
+        let pool = (*r).pool;
+        let data = ngx_pnalloc(pool, bytes.len().max(1)).cast::<u8>();
+        let b = ngx_pcalloc(pool, size_of::<ngx_buf_t>()).cast::<ngx_buf_t>();
+        let link = ngx_alloc_chain_link(pool);
+        if data.is_null() || b.is_null() || link.is_null() {
+            return None;
+        }
+        ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        (*b).start = data;
+        (*b).pos = data;
+        (*b).last = data.add(bytes.len());
+        (*b).end = (*b).last;
+        (*b).set_memory(1);
+        if rest.is_null() {
+            (*b).set_last_buf(u32::from(flags.last_buf));
+            (*b).set_last_in_chain(u32::from(flags.last_in_chain));
+            (*b).set_flush(u32::from(flags.flush));
+        }
+        (*link).buf = b;
+        (*link).next = rest;
+        Some(link)
+    }
+}
