@@ -194,8 +194,7 @@ pub fn tag_head(kind: Kind, head: &[u8], tag: &[u8; TAG_LEN]) -> Option<Head> {
         _ => return None,
     };
     if let Cow::Borrowed(s) = &sid {
-        let at = (s.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
-        return insert_tag(kind, head, at, s.len(), tag);
+        return insert_tag_found(kind, head, s, tag);
     }
     // `windows` wants a non-empty size (sniff never finds an empty sid).
     if sid.is_empty() {
@@ -238,21 +237,63 @@ pub fn insert_tag(
     sid_len: usize,
     tag: &[u8; TAG_LEN],
 ) -> Option<Head> {
+    let head = head.get(..LOOK_MAX).unwrap_or(head);
+    let sid = head.get(sid_at..sid_at.checked_add(sid_len)?)?;
+    if !sniffs_to(kind, head, |s| s == sid) {
+        return None;
+    }
+    tag_at(kind, head, sid_at, sid_len, tag)
+}
+
+/// [`insert_tag`] for the sid that [`sniff`] read in place from `head` (`sid` is the slice of
+/// `head` it returned): that it is the sid there needs no second look. `None` when `sid` is
+/// not a part of `head`.
+pub fn insert_tag_found(kind: Kind, head: &[u8], sid: &[u8], tag: &[u8; TAG_LEN]) -> Option<Head> {
+    let at = (sid.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
+    let within = head.get(at..at.checked_add(sid.len())?)?;
+    if !core::ptr::eq(within.as_ptr(), sid.as_ptr()) {
+        return None;
+    }
+    tag_at(
+        kind,
+        head.get(..LOOK_MAX).unwrap_or(head),
+        at,
+        sid.len(),
+        tag,
+    )
+}
+
+/// [`insert_tag`] once the sid at `sid_at` is known to be the one sniff reads.
+fn tag_at(
+    kind: Kind,
+    head: &[u8],
+    sid_at: usize,
+    sid_len: usize,
+    tag: &[u8; TAG_LEN],
+) -> Option<Head> {
     if kind != Kind::EngineIo || tag_id(tag).is_none() {
         return None;
     }
-    let head = head.get(..LOOK_MAX).unwrap_or(head);
     let sid_end = sid_at.checked_add(sid_len)?;
     let sid = head.get(sid_at..sid_end).filter(|s| !s.is_empty())?;
-    if !sniffs_to(kind, head, sid) {
-        return None;
-    }
     let mut bytes = up_to_sid(head, sid_at, sid_end)?;
     bytes.extend_from_slice(tag);
     bytes.push(SEP);
-    // The client reads the sid as sniff does: it must read the tagged one.
-    let rewritten = [&bytes[..], head.get(sid_at..)?].concat();
-    if !sniffs_to(kind, &rewritten, &[&tag[..], &[SEP], sid].concat()) {
+    // The client reads the sid as sniff does: it must read the tagged one. (The rewritten
+    // head is put together on the stack: at most LOOK_MAX bytes and what the tag adds.)
+    let rest = head.get(sid_at..)?;
+    let mut rewritten = [0u8; REWRITTEN_MAX];
+    let n = bytes.len() + rest.len();
+    let (a, b) = rewritten.get_mut(..n)?.split_at_mut(bytes.len());
+    a.copy_from_slice(&bytes);
+    b.copy_from_slice(rest);
+    let tagged = |s: &[u8]| {
+        s.len() == TAGGED + sid.len()
+            && s.get(..TAG_LEN) == Some(&tag[..])
+            && s.get(TAG_LEN) == Some(&SEP)
+            && s.get(TAGGED..) == Some(sid)
+    };
+    if !sniffs_to(kind, rewritten.get(..n)?, tagged) {
         return None;
     }
     Some(Head {
@@ -261,17 +302,23 @@ pub fn insert_tag(
     })
 }
 
+/// The longest rewritten head: [`LOOK_MAX`] bytes, the tag, its separator, and a length that
+/// gained a digit.
+const REWRITTEN_MAX: usize = LOOK_MAX + TAGGED + 1;
+
 /// `head` up to the sid at `sid_at..sid_end`, with the length that frames the open packet (if
 /// any) grown by `TAG_LEN + 1`; `None` unless the sid is inside that packet, as far as its
-/// length says.
+/// length says. (Its capacity leaves room for the tag.)
 fn up_to_sid(head: &[u8], sid_at: usize, sid_end: usize) -> Option<Vec<u8>> {
     let framing = framing(head)?;
     // After the open packet's type `0`.
     if sid_at <= framing.packet_at {
         return None;
     }
+    let mut out = Vec::with_capacity(sid_at + TAGGED + 1);
     let Some(len) = framing.length else {
-        return head.get(..sid_at).map(<[u8]>::to_vec);
+        out.extend_from_slice(head.get(..sid_at)?);
+        return Some(out);
     };
     let covered = head.get(framing.packet_at..sid_end)?;
     let units = match (len.binary, framing.jsonp) {
@@ -282,16 +329,15 @@ fn up_to_sid(head: &[u8], sid_at: usize, sid_end: usize) -> Option<Vec<u8>> {
     if units > len.value {
         return None;
     }
-    let mut out = Vec::with_capacity(sid_at + TAG_LEN + 2);
     out.extend_from_slice(head.get(..len.digits.start)?);
     out.extend(digits(len.value + TAG_LEN + 1, len.binary)?);
     out.extend_from_slice(head.get(len.digits.end..sid_at)?);
     Some(out)
 }
 
-/// Whether [`sniff`] finds `want` as the sid in `head`.
-fn sniffs_to(kind: Kind, head: &[u8], want: &[u8]) -> bool {
-    matches!(sniff(kind, head, true), Sniffed::Sid(s) if *s == *want)
+/// Whether [`sniff`] finds a sid in `head` that `want` accepts.
+fn sniffs_to(kind: Kind, head: &[u8], want: impl Fn(&[u8]) -> bool) -> bool {
+    matches!(sniff(kind, head, true), Sniffed::Sid(s) if want(&s))
 }
 
 /// Where the open packet of a handshake body starts and what frames it.
@@ -472,6 +518,13 @@ mod tests {
             insert_tag(Kind::EngineIo, look, h.replaced, sid.len(), &T).as_ref(),
             Some(&h)
         );
+        // A sid that sniff read in place gives the same head without the second look.
+        if let Sniffed::Sid(Cow::Borrowed(s)) = sniff(Kind::EngineIo, look, true) {
+            assert_eq!(
+                insert_tag_found(Kind::EngineIo, look, s, &T).as_ref(),
+                Some(&h)
+            );
+        }
         let out = apply(&h, body);
         assert_eq!(out.len(), body.len() + h.growth());
         assert!(h.growth() == TAG_LEN + 1 || h.growth() == TAG_LEN + 2);
@@ -1279,6 +1332,26 @@ mod tests {
         // Nor an Engine.IO body read as 0.9 (or a 0.9 body as Engine.IO).
         assert_eq!(tag_head(Kind::Legacy09, V4, &T), None);
         assert_eq!(tag_head(Kind::EngineIo, L09, &T), None);
+    }
+
+    #[test]
+    fn insert_tag_found_takes_only_a_part_of_the_head() {
+        let at = 9;
+        let sid = &V4[at..at + 20];
+        assert!(insert_tag_found(Kind::EngineIo, V4, sid, &T).is_some());
+        // The same bytes elsewhere, a part that runs past the head, an empty head.
+        let copy = sid.to_vec();
+        assert_eq!(insert_tag_found(Kind::EngineIo, V4, &copy, &T), None);
+        assert_eq!(
+            insert_tag_found(Kind::EngineIo, &V4[..at + 10], sid, &T),
+            None
+        );
+        assert_eq!(
+            insert_tag_found(Kind::EngineIo, &V4[at + 1..], sid, &T),
+            None
+        );
+        assert_eq!(insert_tag_found(Kind::EngineIo, &[], sid, &T), None);
+        assert_eq!(insert_tag_found(Kind::Legacy09, V4, sid, &T), None);
     }
 
     #[test]
