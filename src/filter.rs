@@ -75,7 +75,9 @@ unsafe fn header_filter_inspect(r: *mut ngx_http_request_t) -> ngx_int_t {
     guard(log, (), || unsafe {
         if let Some(pd) = peer_data::of_request(r) {
             crate::route_cookie::issue(r, pd, log);
-            crate::learn::headers(r, pd, log);
+            if let Some((learning, tag)) = crate::learn::headers(r, pd, log) {
+                crate::prefix_response::headers(r, pd, learning, tag, log);
+            }
         }
     });
     // SAFETY: passing the response on (with the route cookie added, if it needs one).
@@ -85,7 +87,7 @@ unsafe fn header_filter_inspect(r: *mut ngx_http_request_t) -> ngx_int_t {
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request; the look is set only on requests with a context.
     unsafe {
-        if peer_data::of_request(r).is_some_and(|pd| pd.look.is_some()) {
+        if peer_data::of_request(r).is_some_and(|pd| pd.look.is_some() || pd.rewrite.is_some()) {
             body_filter_inspect(r, chain)
         } else {
             next_body(r, chain)
@@ -116,5 +118,7 @@ unsafe fn body_filter_inspect(r: *mut ngx_http_request_t, chain: *mut ngx_chain_
         Out::Pass(c) => unsafe { next_body(r, c) },
         // The bytes wait in the look for the rest of the head.
         Out::Hold => NGX_OK as ngx_int_t,
+        // The body cannot have the length its header announced.
+        Out::Error => NGX_ERROR as ngx_int_t,
     }
 }

@@ -17,33 +17,37 @@ use crate::glue::{bytes, cycle_log, multi_header};
 use crate::logic::choose::Status;
 use crate::logic::handshake::Kind;
 use crate::logic::hash::log_tag;
+use crate::logic::prefix::TAG_LEN;
 use crate::logic::sniff::{self, Look, Sniffed};
 use crate::logic::status::{COMPRESSED, NOT_200, TOO_LONG, UNRECOGNISED};
 use crate::logic::table::Learned;
 use crate::peer_data::{Learning, PeerData};
 
-/// At the response header: learn from `Set-Cookie`, or prepare to look at the body.
+/// At the response header: learn from `Set-Cookie`, or prepare to look at the body. With
+/// `sid_prefix`, a body to rewrite is not looked at here: its look and the tag are returned.
 ///
 /// # Safety
 /// `r` must be a valid request whose context is `pd`.
-pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut ngx_log_t) {
-    let Some(kind) = pd.learn.take() else {
-        return;
-    };
+pub unsafe fn headers(
+    r: *mut ngx_http_request_t,
+    pd: &mut PeerData,
+    log: *mut ngx_log_t,
+) -> Option<(Learning, [u8; TAG_LEN])> {
+    let kind = pd.learn.take()?;
     // SAFETY: `r` is valid; its response headers are complete at the header filter. The
     // configuration outlives the request (not borrowed from `pd`).
     let (conf, peer) = unsafe {
         if pd.rrp.current.is_null() {
-            return;
+            return None;
         }
         match (*r).headers_out.status {
             200 => {}
             // A websocket-only client's handshake: the open packet comes in a websocket
             // frame, which nobody learns from; nothing went wrong.
-            101 => return,
+            101 => return None,
             _ => {
                 skipped(pd.conf.as_ref(), NOT_200);
-                return;
+                return None;
             }
         }
         (pd.conf.as_ref(), pd.rrp.current)
@@ -68,9 +72,7 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
                         store(pd, conf, sid, identity, log);
                         // The body still gets its tag (Engine.IO 3 sets `io` and sends the
                         // open packet too).
-                        if tag.is_none() {
-                            return;
-                        }
+                        tag?;
                         break 'cookies;
                     }
                     cookie_too_long |= sniff::set_cookie_too_long(value, name.as_slice());
@@ -90,26 +92,26 @@ pub unsafe fn headers(r: *mut ngx_http_request_t, pd: &mut PeerData, log: *mut n
     if encoded {
         ngx::ngx_log_debug!(log, "socketio_sticky: encoded handshake not learned");
         skipped(conf, COMPRESSED);
-        return;
+        return None;
     }
     if header_only {
         if cookie_too_long {
             skipped(conf, TOO_LONG);
         }
-        return;
+        return None;
     }
-    pd.look = Some(Learning {
+    let learning = Learning {
         kind,
         peer: identity,
         look: None,
         cookie_too_long,
-    });
-    // The body will carry the tagged id: its length and validators change.
-    if let Some(tag) = tag {
-        pd.rewrite = Some(tag);
-        // SAFETY: `r` is valid; its response headers are not sent yet.
-        unsafe { crate::prefix_response::body_changes(r) };
+    };
+    match tag {
+        // The body will carry the tagged id: `prefix_response` looks at it.
+        Some(tag) => return Some((learning, tag)),
+        None => pd.look = Some(learning),
     }
+    None
 }
 
 /// A part of the response body: the session id is read from the first buffer in place when

@@ -42,8 +42,29 @@ pub struct PeerData {
     pub learn: Option<Kind>,
     /// The look at the handshake body while it is in progress.
     pub look: Option<Learning>,
-    /// `sid_prefix`: the tag to put in front of the session id of the handshake body.
-    pub rewrite: Option<[u8; crate::logic::prefix::TAG_LEN]>,
+    /// `sid_prefix`: what the handshake body still needs.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// `sid_prefix`: the handshake body's session id gets the tag of the server that minted it.
+#[derive(Clone, Copy)]
+pub enum Rewrite {
+    /// The tag to put in front of the session id, once the look at the body finds it.
+    Tag([u8; crate::logic::prefix::TAG_LEN]),
+    /// The bytes that came with the response header held the session id: the head was
+    /// rewritten then and the body's new length announced in `Content-Length`.
+    Announced(Announced),
+}
+
+/// A head rewritten at the response header.
+#[derive(Clone, Copy)]
+pub struct Announced {
+    /// Where the body's first bytes were then (the upstream's buffer).
+    pub at: *const u8,
+    /// Those bytes, the ones the head replaces (request pool).
+    pub original: NonNull<[u8]>,
+    /// What the client gets instead (request pool).
+    pub head: NonNull<[u8]>,
 }
 
 /// A handshake body being looked at.

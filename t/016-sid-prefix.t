@@ -9,8 +9,9 @@
 #     that sends Content-Length, one that sends chunks (two, split inside the sid, every byte
 #     its own chunk, bytes apart in time) and one that ends the body with the connection;
 #     with proxy_buffering off, gzip on the front and keepalive connections to the backend;
-#     Content-Length is gone (chunked to HTTP/1.1 clients, the whole body then the close to
-#     HTTP/1.0 ones), and every Engine.IO 3 length is read back here; the zone learns the
+#     a body that came whole with its header gets its corrected Content-Length, any other
+#     loses it (chunked to HTTP/1.1 clients, the whole body then the close to HTTP/1.0 ones),
+#     and every Engine.IO 3 length is read back here; the zone learns the
 #     untagged sid. Socket.IO 0.9, compressed, unrecognised and non-200 answers, backup
 #     servers and upstreams without sid_prefix pass untouched;
 #   - the way in: the tag leaves $args and the unparsed URI (proxy_pass with and without a URI
@@ -49,6 +50,7 @@ use StickyPages;
 use StickyCookie;
 use Hostile;
 use JSON::PP ();
+use bytes ();
 use IO::Compress::Gzip qw(gzip $GzipError);
 use IO::Uncompress::Gunzip ();
 
@@ -279,6 +281,9 @@ our @HForms = (
      sub { ::raw_head('Content-Length: ' . length($_[0]), 'Connection: close') . $_[0] }],
     ['close', 'H-close-Ju9Wk3HnB8yGAAAB', \&::open4,
      sub { ::raw_head('Connection: close') . $_[0] }],
+    # Content-Length, and the body 50 ms after the header (not in nginx's first read)
+    ['late',  'H-late-Qr5St7Uv9Wx1AAAA', \&::open4,
+     sub { (::raw_head('Content-Length: ' . length($_[0]), 'Connection: close'), { sleep => 0.05 }, $_[0]) }],
     # two chunks, split inside the sid
     ['split', 'H-split-Mp2Nq4Or6Ps8AAAB', \&::open4,
      sub { $CHUNKED . ::chunk(substr($_[0], 0, 15), substr($_[0], 15)) . "0\r\n\r\n" }],
@@ -306,6 +311,8 @@ our @HForms = (
 );
 our %HForm = map { $_->[0] => $_ } @HForms;
 our %Case = map { my $f = $_; ($f->[0] => sub { $f->[3]->($f->[2]->($f->[1])) }) } @HForms;
+# H's answers that come whole with their header (Content-Length, one write).
+our %HWhole = (len => 1);
 
 sub ::hsent { my $f = $HForm{ $_[0] }; return $f->[2]->($f->[1]) }
 sub ::hgot  { my $f = $HForm{ $_[0] }; return $f->[2]->(::tagged('H', 'only_h', $f->[1])) }
@@ -513,8 +520,17 @@ sub ::gunzip {
 # What backend X answers a request of METHOD for URI: the request it received.
 sub ::echo { my ($x, $uri, $m) = @_; return ($x // 'A') . ' ' . ($m // 'GET') . " $uri\n" }
 
-# The headers of a rewritten handshake answered by X.
+# The headers of a rewritten handshake answered by X whose body did not come whole with its
+# header: Content-Length is gone, the body is sent chunked.
 sub ::rewritten { return "!Content-Length\nTransfer-Encoding: chunked\nX-Backend: $_[0]" }
+
+# The headers of a rewritten handshake whose body came whole with its header: the length of
+# the rewritten BODY the client gets, not chunked; answered by X (if given).
+sub ::announced {
+    my ($body, $x) = @_;
+    return "Content-Length: " . bytes::length($body) . "\n!Transfer-Encoding"
+           . (defined $x ? "\nX-Backend: $x" : '');
+}
 
 # The headers of a request routed by X's tag in U.
 sub ::by_tag {
@@ -533,7 +549,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: Engine.IO 4 handshakes (a backend sending Content-Length): the tag before the sid, Content-Length gone, chunked; the zone learns the untagged sid; the tagged sid routes by the tag
+=== TEST 1: Engine.IO 4 handshakes (a backend sending Content-Length): the tag before the sid, Content-Length corrected (the body came with the header); the zone learns the untagged sid; the tagged sid routes by the tag
 --- config
 --- request eval
 ["GET /a/?$::Q&m=v4-Lq8WzL3xPAAAA",
@@ -552,7 +568,8 @@ __DATA__
  ::echo('A', "/socket.io/?$::Q&sid=" . ::sid_of('v4k')),
  ::echo('A', "/socket.io/?$::Q&sid=" . ::sid_of('v4m'))]
 --- response_headers eval
-[(::rewritten('A')) x 3,
+[::announced(::open4(::tagged('A', 'only_a', 'A-v4-Lq8WzL3xPAAAA')), 'A'),
+ (map { ::announced(::got($_, 'only_a'), 'A') } qw(v4k v4m)),
  ::by_tag('A', 'only_a'),
  ("X-Status: learned\n!X-Prefix") x 3]
 --- no_error_log
@@ -582,7 +599,8 @@ Hn5Tq8WzL3xPAAAA
 [(map { ::packets_of($_, 'only_a') } qw(t3 t3s t3u b3 b3s jp3)), undef,
  ::packets_of('ck', 'only_a')]
 --- response_headers eval
-[(::rewritten('A')) x 8, ("X-Status: learned\n!X-Prefix") x 8, (::by_tag('A', 'only_a')) x 4]
+[(map { ::announced(::got($_, 'only_a'), 'A') } qw(t3 t3s t3u b3 b3s jp3 jp4 ck)),
+ ("X-Status: learned\n!X-Prefix") x 8, (::by_tag('A', 'only_a')) x 4]
 --- no_error_log
 [error]
 [warn]
@@ -614,7 +632,7 @@ Hn5Tq8WzL3xPAAAA
 
 
 
-=== TEST 4: HTTP/1.0 clients get the whole rewritten body, without Content-Length, until the close (Content-Length and 1-byte chunks from the backend)
+=== TEST 4: HTTP/1.0 clients get the whole rewritten body: with its corrected Content-Length when it came with its header (Content-Length from the backend), without one, until the close, when it came in 1-byte chunks
 --- config
 --- request eval
 ["GET /a/?$::Q&m=h10-Vb7Hk2PdAAAA HTTP/1.0",
@@ -628,14 +646,16 @@ Hn5Tq8WzL3xPAAAA
 --- eio3 eval
 [undef, ::packets_of('t3', 'only_a'), ::packets_of('b3', 'only_a'), undef, ::eio3_packets(::hgot('b1t3'))]
 --- response_headers eval
-[("!Content-Length\n!Transfer-Encoding") x 5]
+[::announced(::open4(::tagged('A', 'only_a', 'A-h10-Vb7Hk2PdAAAA'))),
+ (map { ::announced(::got($_, 'only_a')) } qw(t3 b3)),
+ ("!Content-Length\n!Transfer-Encoding") x 2]
 --- no_error_log
 [error]
 [warn]
 
 
 
-=== TEST 5: a raw backend: Content-Length, a body ended by the close, two chunks split inside the sid, the sid alone in a chunk, every byte its own chunk (Engine.IO 4, 3 text, 3 binary, JSONP 3 and 4), bytes 2 ms apart
+=== TEST 5: a raw backend: Content-Length (the body with the header, or 50 ms after it), a body ended by the close, two chunks split inside the sid, the sid alone in a chunk, every byte its own chunk (Engine.IO 4, 3 text, 3 binary, JSONP 3 and 4), bytes 2 ms apart
 --- config
 --- request eval
 [(map { "GET /h/?EIO=" . (/3|jp3/ ? 3 : 4) . "&transport=polling&case=$_" } map { $_->[0] } @::HForms),
@@ -646,7 +666,8 @@ Hn5Tq8WzL3xPAAAA
 --- eio3 eval
 [(map { $_->[0] =~ /3/ ? ::eio3_packets(::hgot($_->[0])) : undef } @::HForms)]
 --- response_headers eval
-[(map { "!Content-Length\nTransfer-Encoding: chunked" } @::HForms),
+[(map { $::HWhole{ $_->[0] } ? ::announced(::hgot($_->[0]))
+                              : "!Content-Length\nTransfer-Encoding: chunked" } @::HForms),
  ("X-Status: learned\n!X-Prefix") x @::HForms,
  (::by_tag('H', 'only_h')) x 3]
 --- timeout: 10
@@ -691,10 +712,15 @@ Hn5Tq8WzL3xPAAAA
  undef, undef, undef, ::packets_of('b3', 'only_a'), undef, ::packets_of('t3s', 'only_a_ka'), undef,
  ::packets_of('jp3', 'only_a_ka')]
 --- response_headers eval
-[(::rewritten('A')) x 2, ("!Content-Length\nTransfer-Encoding: chunked") x 4,
+[::announced(::open4(::tagged('A', 'only_a', 'A-u6-Kx2Ut0yXQpSn5pAB')), 'A'),
+ ::announced(::got('t3', 'only_a'), 'A'),
+ ("!Content-Length\nTransfer-Encoding: chunked") x 4,
  "!Content-Length\n!Transfer-Encoding",
  ("!Content-Length\nTransfer-Encoding: chunked\nContent-Encoding: gzip\nX-Backend: A") x 2,
- (::rewritten('A')) x 4,
+ ::announced(::open4(::tagged('A', 'only_a_ka', 'A-k6a-Qz4Rk9XcE2bHAAAB')), 'A'),
+ ::announced(::got('t3s', 'only_a_ka'), 'A'),
+ ::announced(::open4(::tagged('A', 'only_a_ka', 'A-k6b-Qz4Rk9XcE2bHAAAB')), 'A'),
+ ::announced(::got('jp3', 'only_a_ka'), 'A'),
  ::by_tag('A', 'only_a_ka'), "X-Status: learned\n!X-Prefix"]
 --- timeout: 10
 --- no_error_log
@@ -712,7 +738,8 @@ Hn5Tq8WzL3xPAAAA
 [(map { my $n = $_; ::one_of(map { ($_ => ::open4(::tagged($_, 'abc', "$_-h6-$n"))) } qw(A B C)) } 1 .. 3),
  (map { my $x = $_; map { ::echo($x, "/socket.io/?$::Q&t=$_&sid=$x-h6-1") } 1 .. 2 } qw(B C A B A C))]
 --- response_headers eval
-[("!Content-Length\nTransfer-Encoding: chunked") x 3,
+# (one length for all three: the tags are alike)
+[(map { ::announced(::open4(::tagged('A', 'abc', "A-h6-$_"))) } 1 .. 3),
  (map { (::by_tag($_, 'abc')) x 2 } qw(B C A B A C))]
 --- no_error_log
 [error]
@@ -784,7 +811,7 @@ Hn5Tq8WzL3xPAAAA
  ::echo('A', "/socket.io/?$::Q&sid=x-p8"),
  ::echo('C', "/socket.io/?$::Q&sid=x-p8")]
 --- response_headers eval
-[::rewritten('A'),
+[::announced(::open4(::tagged('A', 'only_a', 'A-p8-Kx2Ut0yXQpSn5pAB')), 'A'),
  "X-Status: learned\n!X-Prefix",
  ::by_tag('B', 'abc'), ::by_tag('C', 'abc'),
  "X-Status: learned\n!X-Prefix",
@@ -851,7 +878,7 @@ my $any = sub { my $q = "/socket.io/?$::Q&sid=$_[0]"; ::one_of(map { ($_ => ::ec
  ::echo('A', "/socket.io/?$::Q&xsid=$tb.$L&sid=$L")]
 --- response_headers eval
 my $tb = ::tag('B', 'abc');
-[::rewritten('A'),
+[::announced(::open4(::tagged('A', 'only_a', 'A-p9-Wl8lY0pS3mV1AAAA')), 'A'),
  "X-Status: learned\nX-Prefix: " . ::tag('B', 'labels'),
  "X-Status: learned\nX-Prefix: " . ::tag('A', 'only_a'),
  ("X-Status: fallback\n!X-Prefix") x 2,
@@ -983,14 +1010,14 @@ GET /page.html
  qr/\A[AC] \QGET \/socket.io\/?$::Q&sid=k13-seven&device_id=dev-13\E\n\z/,
  ::one_of(map { ($_ => ::open4(::tagged($_, 'keyed', "$_-k13-Ge3Xf9KsU2vMAAAB", 's3cret'))) } qw(A B C))]
 --- response_headers eval
-["!Content-Length\nTransfer-Encoding: chunked\nX-Backend: B",
+[::announced(::open4(::tagged('B', 'keyed', 'B-k13-Nc7Vb1ZtY5wQAAAA', 's3cret')), 'B'),
  ::by_tag('C', 'keyed', 's3cret'),
  ::by_tag('A', 'keyed', 's3cret'),
  "X-Status: fallback\n!X-Prefix",
  ::by_tag('A', 'keyed2', 's3cret'),
  ::by_tag('C', 'keyed2', 's3cret'),
  "X-Status: device_id\nX-Prefix: " . ::tag('B', 'keyed2', 's3cret'),
- "!Content-Length\nTransfer-Encoding: chunked"]
+ ::announced(::open4(::tagged('A', 'keyed', 'A-k13-Ge3Xf9KsU2vMAAAB', 's3cret')))]
 --- raw_response_headers_like eval
 [qr/\A(?!.*Set-Cookie)/s, ("") x 6,
  CORE::join('|', map { my $id = ::cookie_id('s3cret', undef, ::addr($_), ::addr($_));
@@ -1051,7 +1078,8 @@ my $L = 'A-g15-Mm4Nn5Oo6Pp7AAAB';
  ::echo('A', "/socket.io/?$::Q&sid=$L"),
  "$::Q&sid=" . ::tagged('B', 'abc', 'g15-z') . "|/echo/?$::Q&sid=" . ::tagged('B', 'abc', 'g15-z') . "|\n"]
 --- response_headers eval
-[::rewritten('A'), "X-Prefix: " . ::tag('C', 'abc'), "!X-Prefix",
+[::announced(::open4(::tagged('A', 'only_a', 'A-g15-Mm4Nn5Oo6Pp7AAAB')), 'A'),
+ "X-Prefix: " . ::tag('C', 'abc'), "!X-Prefix",
  "X-Status: learned\nX-Prefix: " . ::tag('B', 'abc'), "!X-Prefix"]
 --- no_error_log
 [error]
@@ -1109,7 +1137,7 @@ _EOC_
 --- response_headers eval
 [(map { ::by_tag($_, 'abc') } qw(A B C B A)),
  "X-Status: rebound\nX-Prefix: " . ::tag('D', 'abc'),
- "!Content-Length\nTransfer-Encoding: chunked"]
+ ::announced(::open4(::tagged('A', 'abc', 'A-o17-new')))]
 --- no_error_log
 [error]
 [warn]
