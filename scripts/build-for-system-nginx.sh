@@ -39,6 +39,7 @@ Options:
 Environment:
   NGINX_BIN      nginx binary (same as --nginx)
   NGINX_DEV_SRC  nginx-dev source tree (default: ${DEFAULT_NGINX_SRC})
+  BUILD_ROOT     where the build trees go (default: <repo>/target): nginx-<version>/ in it
 
 If nginx-dev or the build dependencies (${BUILD_DEPS[*]}) are missing
 and the script runs as root on Debian/Ubuntu, they are installed with apt-get.
@@ -175,7 +176,7 @@ fi
 log "nginx-dev source: ${NGINX_SRC} (version ${DEV_VERSION}${DEV_ABI:+, ${DEV_ABI}})"
 
 # ------------------------------------------ 2. configured copy of the tree ---
-BUILD_DIR="${REPO_ROOT}/target/nginx-${NGINX_VERSION}"
+BUILD_DIR="${BUILD_ROOT:-${REPO_ROOT}/target}/nginx-${NGINX_VERSION}"
 SRC_COPY="${BUILD_DIR}/src"
 OBJS_DIR="${BUILD_DIR}/objs"
 STAMP="${OBJS_DIR}/.socketio-sticky-configure-stamp"
