@@ -7,8 +7,10 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # need_debs PKG...: installs the Debian packages that are missing (as root), or says which.
+# The services of the packages it installs are not started (Debian's nginx would take port 80,
+# prometheus port 9090): a policy-rc.d says no while apt-get runs, unless the machine has one.
 need_debs() {
-    local missing=() p
+    local missing=() p rc=0 policy=/usr/sbin/policy-rc.d own_policy=""
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "ok installed" >/dev/null || missing+=("$p")
     done
@@ -19,8 +21,15 @@ need_debs() {
             DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
             export APT_UPDATED=1
         fi
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\n# (scripts/lib.sh: no service starts while it installs packages)\nexit 101\n' > "$policy"
+            chmod +x "$policy"
+            own_policy=1
+        fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >&2
+            "${missing[@]}" >&2 || rc=$?
+        [ -z "$own_policy" ] || rm -f "$policy"
+        [ "$rc" = 0 ] || die "apt-get install ${missing[*]} failed"
     else
         die "missing Debian packages: ${missing[*]} (apt-get install them, or run as root)"
     fi

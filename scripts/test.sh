@@ -5,8 +5,10 @@
 # its smoke modes, a handshake flood (bench/flood --quick), t/ files under valgrind memcheck,
 # every fuzz target for 30 s, a --with-compat build loaded into another --with-compat nginx,
 # the t/ suite on the real nginx of Debian 13 (1.26) and Debian unstable (1.30) with real
-# Socket.IO and `drain` on 1.30, and the build for the system's own nginx (Debian 1.22) with a
-# smoke test and the suite. Installs missing Debian packages when run as root.
+# Socket.IO and `drain` on 1.30, the build for the system's own nginx (Debian 1.22) with a
+# smoke test and the suite, and (as root) its Debian package installed into it, with real
+# Socket.IO, then removed. Installs what it needs (Debian packages, crates, npm and PyPI
+# packages) when run as root; otherwise names the missing Debian packages.
 # SKIP_DEBIAN_NGINX=1 skips the Debian 13/unstable part, SKIP_SYSTEM_NGINX=1 the system nginx
 # part.
 set -euo pipefail
@@ -93,7 +95,10 @@ fuzz_all() {
 stage "fuzz: every target for 30 s" fuzz_all
 # The chart needs matplotlib: Debian's python3-matplotlib, for Debian's python3.
 py_mpl=python3
-python3 -c 'import matplotlib' 2>/dev/null || py_mpl=/usr/bin/python3
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+    need_debs python3-matplotlib
+    py_mpl=/usr/bin/python3
+fi
 stage "bench/report.py --self-test" "$py_mpl" bench/report.py --self-test
 
 # nginx.org-style packages: a module built against the same version's source configured with
@@ -138,6 +143,18 @@ if [ "${SKIP_SYSTEM_NGINX:-}" != 1 ] && command -v dpkg-query >/dev/null; then
     stage "smoke test in the system nginx" scripts/smoke-system-nginx.sh --module "$SYS_MODULE"
     stage "t/ suite, system nginx $SYS_VERSION" \
         run_suite /usr/sbin/nginx "$SYS_MODULE"
+    # The Debian package: built (lintian), installed into the system nginx, real Socket.IO
+    # through it, removed and purged. It installs a package: as root, and not where the
+    # package is installed already.
+    if [ "$(id -u)" != 0 ]; then
+        say "skipped: the Debian package test (t/e2e/deb) installs a package and needs root"
+    elif dpkg-query -W -f='${Status}' libnginx-mod-http-socketio-sticky 2>/dev/null |
+            grep -q "ok installed"; then
+        say "skipped: the Debian package test (t/e2e/deb): the package is installed on this machine"
+    else
+        stage "Debian package: build, lintian, install, Socket.IO through the system nginx, remove" \
+            t/e2e/deb
+    fi
 fi
 
 if [ "$failed" -gt 0 ]; then
