@@ -52,7 +52,8 @@ src="$work/$PKG-$version"
 rm -rf "$work"
 mkdir -p "$src"
 tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./fuzz/target \
-    --exclude=./fuzz/corpus --exclude=./fuzz/artifacts --exclude=node_modules -cf - . |
+    --exclude=./fuzz/corpus --exclude=./fuzz/artifacts --exclude=node_modules \
+    --exclude='./t/servroot*' -cf - . |
     tar -C "$src" -xf -
 say "dpkg-buildpackage in $src"
 (cd "$src" && BUILD_ROOT="$ROOT/target/deb-build" dpkg-buildpackage -us -uc -b) >&2 ||
