@@ -330,7 +330,11 @@ fn up_to_sid(head: &[u8], sid_at: usize, sid_end: usize) -> Option<Vec<u8>> {
         return None;
     }
     out.extend_from_slice(head.get(..len.digits.start)?);
-    out.extend(digits(len.value + TAG_LEN + 1, len.binary)?);
+    out.extend(digits(
+        len.value + TAG_LEN + 1,
+        len.digits.len(),
+        len.binary,
+    )?);
     out.extend_from_slice(head.get(len.digits.end..sid_at)?);
     Some(out)
 }
@@ -427,9 +431,11 @@ fn length(b: &[u8], at: usize, binary: bool) -> Option<(Range<usize>, usize)> {
     (value > 0).then_some((at..i, value))
 }
 
-/// A length's digits: ASCII, or bytes 0-9 for binary framing. At most six.
-fn digits(value: usize, binary: bool) -> Option<Vec<u8>> {
-    let text = value.to_string().into_bytes();
+/// A length's digits: ASCII, or bytes 0-9 for binary framing, zero-padded to `width` (the
+/// width of the length they replace: a server's leading zeros stay, and the body grows by as
+/// much as the packet unless the length gains a digit). At most six.
+fn digits(value: usize, width: usize, binary: bool) -> Option<Vec<u8>> {
+    let text = format!("{value:0width$}").into_bytes();
     if text.len() > 6 {
         return None;
     }
@@ -1076,10 +1082,24 @@ mod tests {
         assert_eq!(h.bytes, br#"105:0{"sid":"Ab9-_zQ0."#);
         assert_eq!(h.replaced, 12);
         assert_eq!(h.growth(), 10);
-        // Leading zeros are read, and written no more.
+        // Leading zeros are read, and kept: the length keeps its width (the body grows by 9).
         let mut zeros = b"0".to_vec();
         zeros.extend_from_slice(V3);
-        assert!(rewrite(&zeros, DEFAULT_SID).starts_with(b"105:0{"));
+        let out = rewrite(&zeros, DEFAULT_SID);
+        assert!(out.starts_with(b"105:0{"));
+        assert_eq!(out.len(), zeros.len() + TAG_LEN + 1);
+        let short = padded_packet("abc", 68);
+        let body = format!("0{}", text_frame(&short));
+        assert!(body.starts_with("068:"));
+        let out = rewrite(body.as_bytes(), b"abc");
+        assert!(
+            out.starts_with(b"077:0{"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(out.len(), body.len() + TAG_LEN + 1);
+        let body = format!("00{}", text_frame(&padded_packet("abc", 995)));
+        assert!(rewrite(body.as_bytes(), b"abc").starts_with(b"01004:0{"));
     }
 
     #[test]
@@ -1183,6 +1203,13 @@ mod tests {
             ]
         );
         assert!(out.starts_with(&[0, 1, 0, 5, 0xff, b'0']));
+        // A leading zero digit stays: 0,6,8 becomes 0,7,7.
+        let packet = padded_packet("abc", 68);
+        let mut body = vec![0, 0, 6, 8, 0xff];
+        body.extend_from_slice(packet.as_bytes());
+        let out = rewrite(&body, b"abc");
+        assert!(out.starts_with(&[0, 0, 7, 7, 0xff, b'0']));
+        assert_eq!(out.len(), body.len() + TAG_LEN + 1);
         for len in (22..=130).chain(985..=1010) {
             let packet = padded_packet("abc", len);
             let mut body = binary_frame(packet.as_bytes());
