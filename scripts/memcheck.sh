@@ -6,8 +6,9 @@
 # frame of the module fails the block; records without one (nginx, libc) are only notes.
 #
 #   scripts/memcheck.sh                    # t/004-peers.t t/006-learn.t t/008-route-cookie.t
-#                                          # t/009-faults.t t/015-status.t (routing, learning,
-#                                          # faults, the status endpoint)
+#                                          # t/009-faults.t t/015-status.t t/016-sid-prefix.t
+#                                          # (routing, learning, faults, the status endpoint,
+#                                          # the handshake rewrite)
 #   scripts/memcheck.sh t/010-state.t ...  # other files
 #   scripts/memcheck.sh -j 2               # two files at a time
 #   scripts/memcheck.sh -o DIR             # keep the logs in DIR (default: a new /tmp/memcheck.*)
@@ -30,7 +31,8 @@ set -u
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DEFAULT_FILES=(t/004-peers.t t/006-learn.t t/008-route-cookie.t t/009-faults.t t/015-status.t)
+DEFAULT_FILES=(t/004-peers.t t/006-learn.t t/008-route-cookie.t t/009-faults.t t/015-status.t
+    t/016-sid-prefix.t)
 
 jobs=1
 out=

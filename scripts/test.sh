@@ -86,7 +86,7 @@ stage "bench/throughput --quick" env BENCH_NO_BUILD=1 bench/throughput --quick
 stage "bench/e2e-scale --quick" env BENCH_NO_BUILD=1 bench/e2e-scale --quick
 stage "bench/flood --quick: live sessions through a handshake flood" env BENCH_NO_BUILD=1 bench/flood --quick
 # The t/ files of learning, routing and faults with nginx under valgrind memcheck.
-stage "memcheck: t/004, 006, 008, 009, 015 under valgrind" scripts/memcheck.sh -j 2
+stage "memcheck: t/004, 006, 008, 009, 015, 016 under valgrind" scripts/memcheck.sh -j 2
 # Every fuzz target for 30 s (cargo-fuzz on stable Rust, AddressSanitizer); fuzz/README.md.
 fuzz_all() {
     cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet || return 1
