@@ -136,7 +136,7 @@ pub unsafe fn body(
         let seen = match learning.look {
             Some(mut look) => {
                 let look = look.as_mut();
-                let ended = feed(look, chain);
+                let (ended, _) = feed(look, chain);
                 looked = look.seen();
                 look.sniff(ended)
             }
@@ -163,7 +163,7 @@ pub unsafe fn body(
                     ..learning
                 });
                 let look = look.as_mut();
-                let ended = feed(look, chain);
+                let (ended, _) = feed(look, chain);
                 looked = look.seen();
                 look.sniff(ended)
             }
@@ -204,7 +204,7 @@ pub fn settle(
 ///
 /// # Safety
 /// `chain` must be a valid chain.
-unsafe fn first_buffer<'a>(chain: *mut ngx_chain_t) -> Option<(&'a [u8], bool)> {
+pub unsafe fn first_buffer<'a>(chain: *mut ngx_chain_t) -> Option<(&'a [u8], bool)> {
     // SAFETY: guaranteed by the caller.
     unsafe {
         let link = chain.as_ref()?;
@@ -213,18 +213,42 @@ unsafe fn first_buffer<'a>(chain: *mut ngx_chain_t) -> Option<(&'a [u8], bool)> 
             return None;
         }
         let data = buf_bytes(b);
-        let last = b.last_buf() != 0 || b.last_in_chain() != 0;
-        (!data.is_empty()).then_some((data, last))
+        (!data.is_empty()).then_some((data, EndFlags::of(b).ends()))
+    }
+}
+
+/// The end flags of a chain's buffers (one of them set in any buffer is set here).
+#[derive(Clone, Copy, Default)]
+pub struct EndFlags {
+    pub last_buf: bool,
+    pub last_in_chain: bool,
+    pub flush: bool,
+}
+
+impl EndFlags {
+    /// A buffer's end flags.
+    pub fn of(b: &ngx_buf_t) -> Self {
+        EndFlags {
+            last_buf: b.last_buf() != 0,
+            last_in_chain: b.last_in_chain() != 0,
+            flush: b.flush() != 0,
+        }
+    }
+
+    /// Whether they end the body.
+    pub fn ends(self) -> bool {
+        self.last_buf || self.last_in_chain
     }
 }
 
 /// Copies what the look still misses from the chain; whether the body ended (or has bytes
-/// only on disk, which are not looked at).
+/// only on disk, which are not looked at), and the chain's end flags.
 ///
 /// # Safety
 /// `chain` must be a valid chain.
-unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> bool {
+pub unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> (bool, EndFlags) {
     let mut ended = false;
+    let mut flags = EndFlags::default();
     let mut cl = chain;
     // SAFETY: guaranteed by the caller.
     unsafe {
@@ -235,14 +259,16 @@ unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> bool {
                 } else if b.in_file() != 0 && b.file_last > b.file_pos {
                     ended = true;
                 }
-                if b.last_buf() != 0 || b.last_in_chain() != 0 {
-                    ended = true;
-                }
+                let f = EndFlags::of(b);
+                ended |= f.ends();
+                flags.last_buf |= f.last_buf;
+                flags.last_in_chain |= f.last_in_chain;
+                flags.flush |= f.flush;
             }
             cl = link.next;
         }
     }
-    ended
+    (ended, flags)
 }
 
 /// The values of the `Set-Cookie` headers of the upstream's response, in order.

@@ -20,7 +20,7 @@ use ngx::ffi::{
     ngx_pcalloc, ngx_pnalloc, NGX_LOG_ERR,
 };
 
-use crate::learn::{buf_bytes, in_memory, settle};
+use crate::learn::{buf_bytes, feed, first_buffer, in_memory, settle, EndFlags};
 use crate::logic::handshake::Kind;
 use crate::logic::prefix::{self, Head, TAG_LEN};
 use crate::logic::sniff::{self, Look, Sniffed};
@@ -242,14 +242,8 @@ unsafe fn in_place(
 ) -> Option<Out> {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        let link = chain.as_ref()?;
-        let b = link.buf.as_mut()?;
-        if !in_memory(b) {
-            return None;
-        }
-        let data = buf_bytes(b);
-        let last = b.last_buf() != 0 || b.last_in_chain() != 0;
-        let seen = crate::logic::sniff::sniff(learning.kind, data, last);
+        let (data, last) = first_buffer(chain)?;
+        let seen = sniff::sniff(learning.kind, data, last);
         if matches!(seen, Sniffed::NeedMore) {
             return None;
         }
@@ -279,15 +273,10 @@ unsafe fn announced_body(
     // SAFETY: guaranteed by the caller; the copies live in the request pool.
     unsafe {
         let original = a.original.as_ref();
-        let starts = chain
-            .as_ref()
-            .and_then(|link| link.buf.as_ref())
-            .filter(|b| in_memory(b))
-            .map(|b| buf_bytes(b))
-            .is_some_and(|data| {
-                data.len() >= original.len()
-                    && (ptr::eq(data.as_ptr(), a.at) || data.starts_with(original))
-            });
+        let starts = first_buffer(chain).is_some_and(|(data, _)| {
+            data.len() >= original.len()
+                && (ptr::eq(data.as_ptr(), a.at) || data.starts_with(original))
+        });
         if starts {
             if let Some(out) = put_head(r, chain, original.len(), a.head.as_ref()) {
                 return out;
@@ -326,12 +315,7 @@ unsafe fn put_head(
         } else {
             link.next
         };
-        let flags = Flags {
-            last_buf: b.last_buf() != 0,
-            last_in_chain: b.last_in_chain() != 0,
-            flush: b.flush() != 0,
-        };
-        match prepend(r, head, rest, flags) {
+        match prepend(r, head, rest, EndFlags::of(b)) {
             Some(out) => Some(Out::Pass(out)),
             None => {
                 b.pos = b.pos.sub(n);
@@ -352,43 +336,6 @@ unsafe fn new_look(r: *mut ngx_http_request_t, learning: Learning) -> Option<Non
         look.write(Look::new(learning.kind));
         Some(look)
     }
-}
-
-/// The flags the end of a chain carries.
-#[derive(Clone, Copy, Default)]
-struct Flags {
-    last_buf: bool,
-    last_in_chain: bool,
-    flush: bool,
-}
-
-/// Feeds the chain's in-memory bytes to the look; whether the body ended (or went to disk),
-/// and the chain's end flags.
-///
-/// # Safety
-/// `chain` must be a valid chain.
-unsafe fn feed(look: &mut Look, chain: *mut ngx_chain_t) -> (bool, Flags) {
-    let mut ended = false;
-    let mut flags = Flags::default();
-    let mut cl = chain;
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        while let Some(link) = cl.as_ref() {
-            if let Some(b) = link.buf.as_ref() {
-                if in_memory(b) {
-                    look.feed(buf_bytes(b));
-                } else if b.in_file() != 0 && b.file_last > b.file_pos {
-                    ended = true;
-                }
-                flags.last_buf |= b.last_buf() != 0;
-                flags.last_in_chain |= b.last_in_chain() != 0;
-                flags.flush |= b.flush() != 0;
-                ended |= b.last_buf() != 0 || b.last_in_chain() != 0;
-            }
-            cl = link.next;
-        }
-    }
-    (ended, flags)
 }
 
 /// Consumes the first `n` in-memory bytes of the chain (its buffers' `pos` move on) and
@@ -460,7 +407,7 @@ unsafe fn prepend(
     r: *mut ngx_http_request_t,
     data: &[u8],
     rest: *mut ngx_chain_t,
-    flags: Flags,
+    flags: EndFlags,
 ) -> Option<*mut ngx_chain_t> {
     // SAFETY: the buffer and the link in the request pool, written before use; nothing
     // writes to a buffer that is only `memory`.
