@@ -18,6 +18,7 @@
 //! - `tally`: the request counters per upstream and server, shared by the workers.
 //! - `status`: what `socketio_sticky_status` shows, and its formats (JSON, Prometheus, HTML).
 //! - `params`: the directive's parameters.
+//! - `test_rng`: the tests' deterministic random numbers.
 
 pub mod bytes;
 pub mod choose;
@@ -36,3 +37,5 @@ pub mod state_file;
 pub mod status;
 pub mod table;
 pub mod tally;
+#[cfg(test)]
+pub mod test_rng;

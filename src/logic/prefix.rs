@@ -480,6 +480,7 @@ fn literal_units(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::logic::extract::MAX_KEY_LEN;
+    use crate::logic::test_rng::XorShift;
 
     /// A tag with every kind of character.
     const T: [u8; TAG_LEN] = *b"Ab9-_zQ0";
@@ -685,27 +686,6 @@ mod tests {
         packet.replacen(&format!("\"{sid}\""), &format!("\"{t}\""), 1)
     }
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[self.below(from.len())]
-        }
-    }
-
     // ---- tags ----
 
     #[test]
@@ -720,7 +700,7 @@ mod tests {
         assert_eq!(&tag(0x01bf_7eff_3434), b"Ab9-_zQ0");
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
-            let id = rng.next();
+            let id = rng.next_u64();
             let t = tag(id);
             assert!(t.iter().all(|c| ALPHABET.contains(c)), "{t:?}");
             assert_eq!(tag_id(&t), Some(id & TAG_MASK));
@@ -1573,13 +1553,13 @@ mod tests {
         for round in 0..30_000 {
             let mut b = bodies[round % bodies.len()].to_vec();
             match rng.below(3) {
-                0 => b = (0..rng.below(600)).map(|_| rng.next() as u8).collect(),
+                0 => b = (0..rng.below(600)).map(|_| rng.next_u64() as u8).collect(),
                 1 => b = (0..rng.below(80)).map(|_| *rng.pick(ALPHABET)).collect(),
                 _ => {
                     for _ in 0..1 + rng.below(3) {
                         let at = rng.below(b.len());
                         match rng.below(3) {
-                            0 => b[at] = rng.next() as u8,
+                            0 => b[at] = rng.next_u64() as u8,
                             1 => {
                                 b.remove(at);
                             }
@@ -1590,7 +1570,7 @@ mod tests {
             }
             for kind in [Kind::EngineIo, Kind::Legacy09] {
                 let tag = if rng.below(8) == 0 {
-                    [rng.next() as u8; TAG_LEN]
+                    [rng.next_u64() as u8; TAG_LEN]
                 } else {
                     T
                 };

@@ -694,6 +694,7 @@ fn legacy09_line(b: &[u8]) -> Res<Cow<'_, [u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::test_rng::XorShift;
 
     #[test]
     fn set_cookie_too_long_is_what_set_cookie_refuses_for_its_length() {
@@ -1574,23 +1575,6 @@ mod tests {
 
     // ---- no panics ----
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Checks the answers for every prefix of `body`: NeedMore only where allowed, and once
     /// an answer is Sid or NotFound, longer prefixes keep it.
     fn consistent(kind: Kind, body: &[u8]) {
@@ -1630,7 +1614,7 @@ mod tests {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let len = rng.below(700);
-            let body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let body: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             for kind in [Kind::EngineIo, Kind::Legacy09] {
                 for complete in [false, true] {
                     let r = sniff(kind, &body, complete);
@@ -1675,7 +1659,7 @@ mod tests {
                 for _ in 0..1 + rng.below(3) {
                     let at = rng.below(b.len());
                     match rng.below(3) {
-                        0 => b[at] = rng.next() as u8,
+                        0 => b[at] = rng.next_u64() as u8,
                         1 => {
                             b.remove(at);
                         }
