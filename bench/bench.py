@@ -351,14 +351,16 @@ BACKEND_SERVER = """\
     }}
 """
 
-FRONT_CONF = """\
+# The start of every front nginx's configuration (NAME: its files' prefix), up to its round
+# robin upstream `rr`: the twins of the sid_prefix rows differ in nothing else.
+FRONT_HEAD = """\
 daemon off;
 master_process off;
 worker_processes 1;
 {user}
 load_module {module};
-error_log {dir}/front-error.log warn;
-pid {dir}/front.pid;
+error_log {dir}/{name}-error.log warn;
+pid {dir}/{name}.pid;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -374,6 +376,9 @@ http {{
         keepalive 16;
         keepalive_requests 100000000;
     }}
+"""
+
+FRONT_CONF = FRONT_HEAD + """\
     upstream sticky {{
         socketio_sticky zone=bench:{zone_size} timeout=1d;
 {servers}
@@ -437,29 +442,7 @@ SIDE_FRONTS = {
     "prefix": ("prr", "sprefix", " sid_prefix"),
     "twin": ("trr", "tsprefix", ""),
 }
-PREFIX_FRONT_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-{user}
-load_module {module};
-error_log {dir}/{front}-front-error.log warn;
-pid {dir}/{front}-front.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
-    default_type text/plain;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    log_format status '$socketio_sticky_status';
-
-    upstream rr {{
-{servers}
-        keepalive 16;
-        keepalive_requests 100000000;
-    }}
+PREFIX_FRONT_CONF = FRONT_HEAD + """\
     upstream sprefix {{
         socketio_sticky zone=sprefix:1m timeout=1d{sid_prefix};
 {servers}
@@ -587,12 +570,12 @@ def write_configs(d, backend_ports, scale_ports, front_port, measured_ports, zon
     for front, (srv_rr, srv_prefix, flag) in SIDE_FRONTS.items():
         with open(os.path.join(d, front + "-front.conf"), "w") as f:
             f.write(PREFIX_FRONT_CONF.format(
-                user=user, dir=d, module=MODULE_SO, servers=servers, front=front,
+                user=user, dir=d, module=MODULE_SO, servers=servers, name=front + "-front",
                 sid_prefix=flag, port=side_ports[front], port_prr=measured_ports[srv_rr],
                 port_sprefix=measured_ports[srv_prefix]))
     with open(os.path.join(d, "front.conf"), "w") as f:
         f.write(FRONT_CONF.format(user=user, dir=d, module=MODULE_SO, servers=servers,
-                                  port=front_port, port_rr=measured_ports["rr"],
+                                  name="front", port=front_port, port_rr=measured_ports["rr"],
                                   port_sticky=measured_ports["sticky"], zone_size=zone_size,
                                   extra_upstreams="".join(extra_upstreams),
                                   extra_servers="".join(extra_servers),
