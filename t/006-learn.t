@@ -29,6 +29,7 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use StickyPages;
+use EngineIOFrames;
 use IO::Compress::Gzip qw(gzip $GzipError);
 use File::Temp ();
 
@@ -44,21 +45,6 @@ log_level('info');
 sub ::text_frame {
     my $p = shift;
     return length($p) . ":$p";
-}
-
-# Engine.IO 3 binary payload framing: 0x00 (string packet), the length's decimal digits as
-# bytes 0-9, 0xff, the packet.
-sub ::binary_frame {
-    my $p = shift;
-    return "\x00" . join('', map { chr } split //, length $p) . "\xff$p";
-}
-
-# JSONP polling: ___eio[N]("<payload as a JSON string>");
-sub ::jsonp {
-    my ($n, $text) = @_;
-    (my $s = $text) =~ s/(["\\])/\\$1/g;
-    $s =~ s/\x1e/\\u001e/g;
-    return qq{___eio[$n]("$s");};
 }
 
 # A chunked HTTP/1.1 response whose body is sent as the given chunks.

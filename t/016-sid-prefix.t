@@ -47,6 +47,7 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use StickyPages;
+use EngineIOFrames;
 use StickyCookie;
 use Hostile;
 use JSON::PP ();
@@ -123,20 +124,6 @@ sub ::units {
 
 # Engine.IO 3 text payload framing: "<length in UTF-16 units>:<packet>".
 sub ::text_frame { my $p = shift; return ::units($p) . ":$p" }
-
-# Engine.IO 3 binary payload framing: 0x00, the length's digits as bytes 0-9, 0xff, the packet.
-sub ::binary_frame {
-    my $p = shift;
-    return "\x00" . join('', map { chr } split //, length $p) . "\xff$p";
-}
-
-# JSONP polling: ___eio[N]("<payload as a JSON string>");
-sub ::jsonp {
-    my ($n, $text) = @_;
-    (my $s = $text) =~ s/(["\\])/\\$1/g;
-    $s =~ s/\x1e/\\u001e/g;
-    return qq{___eio[$n]("$s");};
-}
 
 # An Engine.IO 3 open packet naming SID, padded with PAD bytes.
 sub ::open3 {
